@@ -1,0 +1,108 @@
+"""The audit log as a hash chain of RFC 6962 leaves, and its verification.
+
+Each entry's canonical JSON (RFC 8785) is a Merkle leaf, hashed as SHA-256(0x00 || leaf) per
+RFC 6962 §2.1, so a Merkle tree with signed checkpoints can later be built over the same leaves.
+The chain hash links every leaf to all before it: chain[i] = SHA-256(chain[i-1] || leaf_hash[i]).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import rfc8785
+
+from interlock.core import strict_json
+
+GENESIS = bytes(32)
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audited event; `index` is its position in the log, `at` an RFC 3339 UTC time."""
+
+    index: int
+    at: str
+    kind: str
+    request_id: str | None
+    data: dict[str, Any]
+
+    def leaf(self) -> bytes:
+        return rfc8785.dumps(
+            {"index": self.index, "at": self.at, "kind": self.kind, "request_id": self.request_id, "data": self.data}
+        )
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """An entry as the store keeps it: the leaf bytes and the two hashes."""
+
+    index: int
+    leaf: bytes
+    leaf_hash: bytes
+    chain_hash: bytes
+
+
+def leaf_hash(leaf: bytes) -> bytes:
+    """RFC 6962 §2.1 leaf hash."""
+    return hashlib.sha256(b"\x00" + leaf).digest()
+
+
+def chain_hash(previous: bytes, leaf_digest: bytes) -> bytes:
+    return hashlib.sha256(previous + leaf_digest).digest()
+
+
+def seal(entry: AuditEntry, previous_chain_hash: bytes) -> StoredEntry:
+    """The stored form of an entry appended after `previous_chain_hash`."""
+    leaf = entry.leaf()
+    digest = leaf_hash(leaf)
+    return StoredEntry(entry.index, leaf, digest, chain_hash(previous_chain_hash, digest))
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The result of verifying a log: `ok`, how many entries, the head, and each problem found."""
+
+    ok: bool
+    entries: int
+    head: str
+    problems: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "entries": self.entries, "head": self.head, "problems": list(self.problems)}
+
+
+def verify(stored: Iterable[StoredEntry]) -> Verification:
+    """Recompute every leaf and chain hash in storage order; name each edited, missing or moved entry."""
+    problems: list[str] = []
+    previous = GENESIS
+    expected = 0
+    count = 0
+    for entry in stored:
+        count += 1
+        position = _claimed_index(entry)
+        if leaf_hash(entry.leaf) != entry.leaf_hash:
+            problems.append(f"entry {entry.index}: content was edited (leaf hash does not match)")
+        if position != entry.index:
+            problems.append(f"entry {entry.index}: its content says index {position} (entry moved)")
+        if entry.index > expected:
+            missing = f"{expected}" if entry.index == expected + 1 else f"{expected}..{entry.index - 1}"
+            problems.append(f"entry {missing}: missing (deleted)")
+        elif entry.index < expected:
+            problems.append(f"entry {entry.index}: out of order (reordered)")
+        if chain_hash(previous, entry.leaf_hash) != entry.chain_hash:
+            problems.append(f"entry {entry.index}: chain hash does not follow from the entries before it")
+        previous = entry.chain_hash
+        expected = max(expected, entry.index + 1)
+    return Verification(not problems, count, previous.hex(), tuple(problems))
+
+
+def _claimed_index(entry: StoredEntry) -> int | None:
+    try:
+        body = strict_json.parse(entry.leaf)
+    except Exception:  # noqa: BLE001 — an unparsable leaf is reported as a moved/edited entry
+        return None
+    index = body.get("index") if isinstance(body, dict) else None
+    return index if isinstance(index, int) else None

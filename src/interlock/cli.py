@@ -1,0 +1,209 @@
+"""The `interlock` command: parse arguments, call the gate, print JSON. No business rule lives here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from interlock.audit.chain import verify
+from interlock.core.action import parse_request
+from interlock.core.decision import decide
+from interlock.core.errors import InterlockError, RequestError, StoreError
+from interlock.core.policy import load_policy
+from interlock.gate import Gate, utc_now
+from interlock.home import EXAMPLES, Home
+from interlock.keys import KeyRing
+from interlock.store.sqlite import SqliteStore
+
+# Exit codes: one place. 0 done, 1 audit does not verify, 2 bad input or usage, 3 refused, 4 store unavailable.
+EXIT_OK, EXIT_AUDIT_FAILED, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+_BAD_INPUT_PREFIXES = ("input.", "policy.invalid", "keys.")
+
+app = typer.Typer(help="Interlock: a second, independent control between a request and its execution.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+policy_app = typer.Typer(help="Policy files.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+keys_app = typer.Typer(help="Grant signing keys.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
+
+HomeOpt = Annotated[
+    Path | None, typer.Option("--home", help="Data directory [env: INTERLOCK_HOME; default ./.interlock].")
+]
+PolicyOpt = Annotated[
+    Path | None, typer.Option("--policy", help="Policy file [env: INTERLOCK_POLICY; default HOME/policy.yaml].")
+]
+
+
+def exit_code_for(error: InterlockError) -> int:
+    if error.code.startswith(_BAD_INPUT_PREFIXES):
+        return EXIT_BAD_INPUT
+    if error.code.startswith("store."):
+        return EXIT_UNAVAILABLE
+    return EXIT_REFUSED
+
+
+def _print(body: Any) -> None:
+    typer.echo(json.dumps(body, indent=2, ensure_ascii=False, default=str))
+
+
+def _fail(error: InterlockError) -> NoReturn:
+    _print(error.to_json())
+    typer.echo(f"interlock: {error.code}: {error.message}", err=True)
+    raise typer.Exit(exit_code_for(error))
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    try:
+        yield
+    except InterlockError as error:
+        _fail(error)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        _fail(RequestError("input.unreadable", f"cannot read {path}: {exc.strerror}"))
+
+
+def _gate(home: Path | None, policy: Path | None) -> Gate:
+    return Home.resolve(home, policy).open_gate()
+
+
+def _with_gate(home: Path | None, policy: Path | None, work: Callable[[Gate], Any]) -> Any:
+    with _refusals():
+        gate = _gate(home, policy)
+        try:
+            return work(gate)
+        finally:
+            gate.store.close()
+
+
+@app.command()
+def submit(request: Annotated[Path, typer.Argument(help="Request JSON file, or - for stdin.")],
+           home: HomeOpt = None, policy: PolicyOpt = None) -> None:
+    """Submit an action request; prints request_id, outcome, grant (when allowed), reasons, explanation."""
+    document = _read(request)
+    _print(_with_gate(home, policy, lambda gate: gate.submit(document).to_json()))
+
+
+@app.command()
+def approve(request_id: str,
+            approver: Annotated[str, typer.Option("--as", help="Approver id, e.g. user:alice.")],
+            channel: Annotated[str, typer.Option("--channel", help="Channel the approval comes over.")],
+            reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approve.")] = False,
+            comment: Annotated[str, typer.Option("--comment")] = "",
+            home: HomeOpt = None, policy: PolicyOpt = None) -> None:
+    """Approve (or --reject) a pending request; prints the new state, with the grant once quorum is met."""
+    _print(_with_gate(home, policy, lambda gate: gate.decide_approval(
+        request_id, approver, channel, reject=reject, comment=comment).to_json()))
+
+
+@app.command()
+def status(request_id: str, home: HomeOpt = None, policy: PolicyOpt = None) -> None:
+    """Show a request's state, approvals and grant."""
+    _print(_with_gate(home, policy, lambda gate: gate.status(request_id).to_json()))
+
+
+@app.command()
+def consume(action: Annotated[Path, typer.Argument(help="JSON file with action, resource, params (- for stdin).")],
+            grant: Annotated[str, typer.Option("--grant", help="The grant token.")],
+            executor: Annotated[str, typer.Option("--executor", help="Who is about to run the action.")],
+            home: HomeOpt = None, policy: PolicyOpt = None) -> None:
+    """Consume a grant for exactly this action; exit 0 when it may run, 3 when refused."""
+    document = _read(action)
+    consumed = _with_gate(home, policy, lambda gate: gate.consume(grant, executor, document))
+    _print({"consumed": True, "jti": consumed.jti, "request_id": consumed.request_id,
+            "executor": consumed.executor, "action": consumed.action, "digest": consumed.digest})
+
+
+@app.command()
+def report(jti: Annotated[str, typer.Argument(help="The consumed grant's id (jti).")],
+           result: Annotated[str, typer.Option("--result", help="succeeded or failed.")],
+           detail: Annotated[str, typer.Option("--detail")] = "",
+           home: HomeOpt = None, policy: PolicyOpt = None) -> None:
+    """Report the execution result of a consumed grant."""
+    if result not in ("succeeded", "failed"):
+        _fail(RequestError("input.invalid", "--result must be `succeeded` or `failed`"))
+    grant = _with_gate(home, policy, lambda gate: gate.report(jti, result == "succeeded", detail))
+    _print({"jti": grant.jti, "request_id": grant.request_id, "result": grant.result, "detail": grant.result_detail})
+
+
+@app.command()
+def check(request: Annotated[Path, typer.Argument(help="Request JSON file, or - for stdin.")],
+          policy: Annotated[Path, typer.Option("--policy", help="Policy file to decide with.")]) -> None:
+    """Dry run: the decision a policy makes on a request, with no state and no history."""
+    document = _read(request)
+    with _refusals():
+        policy_obj = load_policy(_read(policy))
+        _print(decide(policy_obj, parse_request(document), utc_now()).to_json())
+
+
+@policy_app.command("validate")
+def policy_validate(path: Path) -> None:
+    """Load and compile a policy; exit 2 with the line of the first problem."""
+    with _refusals():
+        compiled = load_policy(_read(path))
+    _print({"valid": True, "version": compiled.version, "rules": len(compiled.rules)})
+
+
+@audit_app.command("verify")
+def audit_verify(home: HomeOpt = None) -> None:
+    """Recompute the audit log's hashes; exit 1 naming every edited, deleted or reordered entry."""
+    with _refusals():
+        location = Home.resolve(home, None)
+        if not location.store_path.exists():
+            raise StoreError("store.unavailable", f"no store at {location.store_path}")
+        store = SqliteStore(location.store_path)
+        try:
+            result = verify(store.audit_entries())
+        finally:
+            store.close()
+    _print(result.to_json())
+    if not result.ok:
+        raise typer.Exit(EXIT_AUDIT_FAILED)
+
+
+@keys_app.command("jwks")
+def keys_jwks(home: HomeOpt = None) -> None:
+    """Print the grant verification keys as a JWK Set (creates the signing key on first use)."""
+    with _refusals():
+        _print(KeyRing.load_or_create(Home.resolve(home, None).keys_path).jwks())
+
+
+@app.command()
+def init(directory: Annotated[Path, typer.Argument(help="Data directory to create.")] = Path(".interlock")) -> None:
+    """Create a starter home with a commented example policy."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    target = directory / "policy.yaml"
+    if target.exists():
+        typer.echo(f"interlock: {target} exists; not overwritten", err=True)
+    else:
+        shutil.copyfile(EXAMPLES / "seed" / "policy.yaml", target)
+    with _refusals():
+        KeyRing.load_or_create(directory / "keys")
+    _print({"home": str(directory), "policy": str(target)})
+
+
+@app.command()
+def demo() -> None:
+    """Play the seed document's four scenarios on a fresh temporary home; exit 1 if any step misbehaves."""
+    from interlock.demo import run
+
+    raise typer.Exit(run())
+
+
+def main() -> None:
+    app()
+if __name__ == "__main__":
+    main()

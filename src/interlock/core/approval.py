@@ -1,0 +1,95 @@
+"""Approval rules: who may approve a request, over which channel, and when the quorum is met."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from interlock.core.action import ActionRequest
+from interlock.core.errors import ApprovalError
+from interlock.core.policy import ApprovalRequirement
+
+Verdict = Literal["approve", "reject"]
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One recorded approve or reject by one approver over one channel."""
+
+    id: str
+    request_id: str
+    approver_id: str
+    channel: str
+    verdict: Verdict
+    comment: str
+    at: datetime.datetime
+
+
+def check_approver(
+    request: ActionRequest,
+    requirements: Iterable[ApprovalRequirement],
+    approver_id: str,
+    channel: str,
+    earlier: Iterable[Approval],
+) -> None:
+    """Raise the reason an approver may not approve or reject this request; return if they may."""
+    # INVARIANT 4: recognition is not approval. Not the requester, nobody it acts for.
+    if approver_id == request.principal.id:
+        raise ApprovalError("approval.not_independent", f"`{approver_id}` is the requester")
+    if approver_id in request.delegator_ids:
+        raise ApprovalError("approval.not_independent", f"`{approver_id}` is in the request's delegation chain")
+    eligible = [r for r in requirements if approver_id in r.approvers]
+    if not eligible:
+        raise ApprovalError("approval.not_an_approver", f"`{approver_id}` is not an approver for this request")
+    if any(a.approver_id == approver_id for a in earlier):
+        raise ApprovalError("approval.duplicate", f"`{approver_id}` has already decided on this request")
+    if all(r.separate_channel and channel == request.channel for r in eligible):
+        raise ApprovalError(
+            "approval.same_channel",
+            f"approval must come over another channel than the request's `{request.channel}`",
+        )
+
+
+def counts_for(request: ActionRequest, requirement: ApprovalRequirement, approval: Approval) -> bool:
+    """Whether an approval counts toward a requirement (re-checked, so a changed policy is honoured)."""
+    return (
+        approval.verdict == "approve"
+        and approval.approver_id in requirement.approvers
+        and approval.approver_id != request.principal.id
+        and approval.approver_id not in request.delegator_ids
+        and not (requirement.separate_channel and approval.channel == request.channel)
+    )
+
+
+def is_satisfied(
+    request: ActionRequest, requirements: Iterable[ApprovalRequirement], approvals: Iterable[Approval]
+) -> bool:
+    """Every requirement has its quorum of distinct, eligible approvers, and nobody rejected."""
+    approvals = list(approvals)
+    if any(a.verdict == "reject" for a in approvals):
+        return False
+    requirements = list(requirements)
+    if not requirements:
+        return False
+    for requirement in requirements:
+        approvers = {a.approver_id for a in approvals if counts_for(request, requirement, a)}
+        if len(approvers) < requirement.quorum:
+            return False
+    return True
+
+
+def progress(
+    request: ActionRequest, requirements: Iterable[ApprovalRequirement], approvals: Iterable[Approval]
+) -> list[dict[str, object]]:
+    """Per requirement: who has approved so far and how many are needed."""
+    approvals = list(approvals)
+    return [
+        {
+            "rule_id": r.rule_id,
+            "quorum": r.quorum,
+            "approved_by": sorted({a.approver_id for a in approvals if counts_for(request, r, a)}),
+        }
+        for r in requirements
+    ]

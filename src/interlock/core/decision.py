@@ -1,0 +1,128 @@
+"""Policy decisions: evaluate one request against a compiled policy, with `now` and history passed in."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Literal
+
+from interlock.core.action import ActionRequest
+from interlock.core.conditions import Activation, History, NoHistory, variables_for
+from interlock.core.policy import ApprovalRequirement, Policy, Rule
+
+Outcome = Literal["allow", "deny", "require_approval"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What policy says about a request, and why."""
+
+    outcome: Outcome
+    policy_version: str
+    matched_rules: tuple[str, ...]
+    reasons: tuple[str, ...]
+    explanation: str
+    requirements: tuple[ApprovalRequirement, ...] = field(default=())
+    sensitive: bool = False
+
+    @property
+    def approval_expires_in(self) -> int | None:
+        """Seconds an approval may take: the shortest expiry of all requirements."""
+        return min((r.expires_in for r in self.requirements), default=None)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "outcome": self.outcome,
+            "policy_version": self.policy_version,
+            "matched_rules": list(self.matched_rules),
+            "reasons": list(self.reasons),
+            "explanation": self.explanation,
+            "sensitive": self.sensitive,
+            "requirements": [
+                {
+                    "rule_id": r.rule_id,
+                    "approvers": sorted(r.approvers),
+                    "quorum": r.quorum,
+                    "separate_channel": r.separate_channel,
+                    "expires_in": r.expires_in,
+                }
+                for r in self.requirements
+            ],
+        }
+
+
+def _deny(policy: Policy, sensitive: bool, reason: str, explanation: str, matched: tuple[str, ...] = ()) -> Decision:
+    return Decision("deny", policy.version, matched, (reason,), explanation, sensitive=sensitive)
+
+
+def decide(
+    policy: Policy,
+    request: ActionRequest,
+    now: datetime.datetime,
+    history: History | None = None,
+) -> Decision:
+    """Deny beats require_approval beats allow; no matching rule, or any condition error, denies."""
+    sensitive = policy.is_sensitive(request.action)
+    candidates = policy.rules_for(request.action)
+    if not candidates:
+        return _deny(policy, sensitive, "policy.no_matching_rule", f"no rule covers `{request.action}`")
+    activation: Activation | None = None
+    matched: list[Rule] = []
+    for rule in candidates:
+        if rule.condition is not None:
+            if activation is None:
+                activation = Activation(_variables(request, now), history or NoHistory())
+            result = activation.evaluate(rule.condition)
+            if isinstance(result, str):
+                # INVARIANT 5: an erroring condition never opens a door nor skips a deny rule.
+                return _deny(
+                    policy, sensitive, "policy.condition_error",
+                    f"rule `{rule.id}`: condition {result}", (rule.id,),
+                )
+            if not result:
+                continue
+        matched.append(rule)
+    return _combine(policy, request, sensitive, matched)
+
+
+def _combine(policy: Policy, request: ActionRequest, sensitive: bool, matched: list[Rule]) -> Decision:
+    if not matched:
+        return _deny(policy, sensitive, "policy.no_matching_rule", f"no rule for `{request.action}` matched")
+    denying = [r for r in matched if r.effect == "deny"]
+    if denying:
+        ids = tuple(r.id for r in denying)
+        return _deny(policy, sensitive, "policy.denied", _explain("denied by", denying), ids)
+    approving = [r for r in matched if r.effect == "require_approval"]
+    if approving:
+        requirements = tuple(r.requirement for r in approving if r.requirement is not None)
+        needs = "; ".join(
+            f"{q.quorum} of {len(q.approvers)} approvers"
+            + (" over another channel" if q.separate_channel else "")
+            for q in requirements
+        )
+        return Decision(
+            "require_approval", policy.version, tuple(r.id for r in approving), ("policy.approval_required",),
+            f"{_explain('approval required by', approving)}: {needs}", requirements, sensitive,
+        )
+    return Decision(
+        "allow", policy.version, tuple(r.id for r in matched), ("policy.allowed",),
+        _explain("allowed by", matched), sensitive=sensitive,
+    )
+
+
+def _explain(verb: str, rules: list[Rule]) -> str:
+    parts = [f"`{r.id}`" + (f" ({r.description})" if r.description else "") for r in rules]
+    return f"{verb} {', '.join(parts)}"
+
+
+def _variables(request: ActionRequest, now: datetime.datetime) -> dict[str, object]:
+    return variables_for(
+        principal=request.principal.as_cel(),
+        delegators=[p.as_cel() for p in request.on_behalf_of],
+        action=request.action,
+        resource=request.resource,
+        params=request.params,
+        context=request.context,
+        channel=request.channel,
+        now=now,
+    )

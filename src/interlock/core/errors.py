@@ -1,0 +1,51 @@
+"""The one error tree of Interlock: every refusal carries a stable, documented reason code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class InterlockError(Exception):
+    """Base of every error Interlock raises on purpose; `code` is the stable reason code."""
+
+    code: str = "interlock.error"
+
+    def __init__(self, code: str, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.detail = detail
+
+    def to_json(self) -> dict[str, Any]:
+        """The `{"error": {...}}` body used by the CLI and the API."""
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.detail:
+            body["detail"] = self.detail
+        return {"error": body}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code!r}, {self.message!r})"
+
+
+class RequestError(InterlockError):
+    """Input that is not a valid action request, JSON document or argument (`input.*`)."""
+
+
+class PolicyError(InterlockError):
+    """A policy that cannot be loaded or a condition that cannot be evaluated (`policy.*`)."""
+
+
+class ApprovalError(InterlockError):
+    """An approval or rejection that is refused (`approval.*`, `request.*`)."""
+
+
+class GrantError(InterlockError):
+    """A grant that cannot be consumed (`grant.*`)."""
+
+
+class StoreError(InterlockError):
+    """The store cannot be reached or failed (`store.*`); always refuses."""
+
+
+class AuditError(InterlockError):
+    """The audit log does not verify (`audit.*`)."""

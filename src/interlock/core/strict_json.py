@@ -1,0 +1,101 @@
+"""Strict JSON: the one parser every untrusted document goes through (parser differentials are a bypass)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from interlock.core.errors import RequestError
+
+MAX_DOCUMENT_BYTES = 1024 * 1024
+MAX_STRING_BYTES = 64 * 1024
+MAX_DEPTH = 32
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def _reject_constant(name: str) -> Any:
+    raise RequestError("input.invalid", f"`{name}` is not valid JSON")
+
+
+def _pairs_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise RequestError("input.duplicate_key", f"duplicate key `{key}`", key=key)
+        result[key] = value
+    return result
+
+
+def _parse_int(text: str) -> int:
+    value = int(text)
+    if abs(value) > MAX_SAFE_INTEGER:
+        raise RequestError("input.invalid", f"integer `{text[:40]}` is beyond ±2^53-1")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise RequestError("input.invalid", f"number `{text[:40]}` is out of range")
+    return value
+
+
+def parse(document: bytes | str, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
+    """Parse untrusted JSON, refusing duplicate keys, NaN/Infinity, unsafe integers and oversize input."""
+    raw = document.encode() if isinstance(document, str) else document
+    if len(raw) > max_bytes:
+        raise RequestError("input.too_large", f"document is {len(raw)} bytes, over the {max_bytes} byte limit")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError("input.invalid", f"document is not UTF-8: {exc.reason}") from None
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_pairs_without_duplicates,
+            parse_constant=_reject_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+        )
+    except json.JSONDecodeError as exc:
+        raise RequestError("input.invalid", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise RequestError("input.too_deep", f"nesting deeper than {MAX_DEPTH}") from None
+    check_value(value)
+    return value
+
+
+def check_value(value: Any, *, path: str = "$") -> None:
+    """Check a JSON-shaped Python value against the same limits as `parse` (for values built in code)."""
+    _check(value, path, 0)
+
+
+def _check(value: Any, path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise RequestError("input.too_deep", f"nesting deeper than {MAX_DEPTH} at `{path}`")
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise RequestError("input.invalid", f"integer at `{path}` is beyond ±2^53-1")
+        return
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise RequestError("input.invalid", f"number at `{path}` is NaN or infinite")
+        return
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_BYTES // 4 and len(value.encode("utf-8", "surrogatepass")) > MAX_STRING_BYTES:
+            raise RequestError("input.too_large", f"string at `{path}` is over {MAX_STRING_BYTES} bytes")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise RequestError("input.invalid", f"non-string key `{key!r}` at `{path}`")
+            _check(key, f"{path}.<key>", depth + 1)
+            _check(item, f"{path}.{key}", depth + 1)
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check(item, f"{path}[{index}]", depth + 1)
+        return
+    raise RequestError("input.invalid", f"value at `{path}` is a {type(value).__name__}, not JSON")

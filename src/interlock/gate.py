@@ -1,0 +1,346 @@
+"""The gate: the one place that combines policy, approvals, grants, the store, the audit log, keys and the clock."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from interlock import grant_tokens
+from interlock.audit.chain import Verification, verify
+from interlock.core import approval as approval_rules
+from interlock.core.action import CHANNEL_NAME, ActionRequest, ActionSpec, parse_action, parse_request
+from interlock.core.approval import Approval
+from interlock.core.conditions import History
+from interlock.core.decision import Decision, decide
+from interlock.core.errors import ApprovalError, GrantError, InterlockError, RequestError
+from interlock.core.grant import DEFAULT_TTL_SECONDS, build_claims, check_claims
+from interlock.core.policy import ApprovalRequirement, Policy
+from interlock.keys import KeyRing
+from interlock.store.base import AuditEvent, GrantRecord, NewRequest, RequestChange, RequestRecord, Store
+
+Clock = Callable[[], datetime.datetime]
+_OUTCOME_STATUS = {"allow": "allowed", "deny": "denied", "require_approval": "pending_approval"}
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class RequestState:
+    """What the gate tells a requester or approver about a request."""
+
+    request_id: str
+    outcome: str  # allowed | denied | pending_approval | approved | rejected | expired
+    reasons: tuple[str, ...]
+    explanation: str
+    digest: str
+    policy_version: str
+    grant: str | None = None
+    expires_at: datetime.datetime | None = None
+    requirements: tuple[dict[str, Any], ...] = ()
+    progress: tuple[dict[str, Any], ...] = ()
+    approvals: tuple[dict[str, Any], ...] = ()
+    consumed: bool = False
+    result: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "request_id": self.request_id,
+            "outcome": self.outcome,
+            "reasons": list(self.reasons),
+            "explanation": self.explanation,
+            "digest": self.digest,
+            "policy_version": self.policy_version,
+        }
+        if self.grant:
+            body["grant"] = self.grant
+        if self.requirements:
+            body["approval"] = {
+                "requirements": list(self.requirements),
+                "progress": list(self.progress),
+                "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            }
+        if self.approvals:
+            body["approvals"] = list(self.approvals)
+        if self.consumed:
+            body["consumed"] = True
+            body["result"] = self.result
+        return body
+
+
+@dataclass(frozen=True)
+class Consumption:
+    """A grant consumed: the executor may now run exactly the action it presented."""
+
+    jti: str
+    request_id: str
+    executor: str
+    action: str
+    digest: str
+
+
+@dataclass
+class Gate:
+    """Submit requests, collect approvals, issue and consume grants; every step audited."""
+
+    store: Store
+    policy: Policy
+    keys: KeyRing
+    clock: Clock = utc_now
+    issuer: str = "interlock"
+    grant_ttl: int = DEFAULT_TTL_SECONDS
+    nbf_leeway: int = 5
+    ids: Callable[[str], str] = field(default=new_id)
+
+    # --- requests -----------------------------------------------------------------------------
+
+    def submit(self, document: ActionRequest | dict[str, Any] | bytes | str) -> RequestState:
+        """Decide on a request; an allow comes with a grant, a require_approval waits for approvers."""
+        request = document if isinstance(document, ActionRequest) else parse_request(document)
+        digest = request.digest()
+        now = self.clock()
+        request_id = self.ids("req")
+        policy = self.policy
+
+        executor = self._executor(request, policy)
+
+        def record(history: History) -> NewRequest:
+            decision = decide(policy, request, now, history)
+            if executor is None and decision.outcome != "deny":
+                decision = Decision(
+                    "deny", decision.policy_version, decision.matched_rules, ("policy.no_executor",),
+                    f"no executor is named for `{request.action}`: set `executor` in the request"
+                    " or `executors` in the policy", sensitive=decision.sensitive,
+                )
+            status = _OUTCOME_STATUS[decision.outcome]
+            events = [
+                self._event("request.submitted", request_id, now, request=request.model_dump(mode="json"),
+                            digest=digest),
+                self._event("policy.decided", request_id, now, **decision.to_json()),
+            ]
+            grant = None
+            expires_at = None
+            if decision.outcome == "allow":
+                grant = self._issue(request_id, request, digest, decision.policy_version, (), now)
+                events.append(self._grant_event(grant, now))
+            elif decision.outcome == "require_approval":
+                expires_at = now + datetime.timedelta(seconds=decision.approval_expires_in or 0)
+            return NewRequest(status, decision.to_json(), expires_at, events, grant)
+
+        self.store.create_request(request_id, request, digest, now, record)
+        return self.status(request_id)
+
+    def check(self, document: ActionRequest | dict[str, Any] | bytes | str) -> Decision:
+        """Dry run: the decision for a request with no history and no state written."""
+        request = document if isinstance(document, ActionRequest) else parse_request(document)
+        return decide(self.policy, request, self.clock())
+
+    def status(self, request_id: str) -> RequestState:
+        record = self.store.get_request(request_id)
+        return self._state(record, self.clock())
+
+    def decide_approval(
+        self, request_id: str, approver_id: str, channel: str, *, reject: bool = False, comment: str = ""
+    ) -> RequestState:
+        """Record an approver's approve or reject; issue the grant once every quorum is met."""
+        _check_approval_args(approver_id, channel, comment)
+        now = self.clock()
+        verdict = "reject" if reject else "approve"
+
+        def change(record: RequestRecord) -> RequestChange:
+            state = self._state(record, now)
+            if state.outcome == "expired":
+                raise ApprovalError("approval.expired", "the approval window for this request has closed")
+            if state.outcome == "rejected":
+                raise ApprovalError("request.rejected", "this request was rejected")
+            if state.outcome != "pending_approval":
+                raise ApprovalError("request.not_pending", f"request is {state.outcome}, not pending approval")
+            requirements = _requirements(record.decision)
+            approval_rules.check_approver(record.request, requirements, approver_id, channel, record.approvals)
+            approval = Approval(self.ids("apr"), record.id, approver_id, channel, verdict, comment, now)
+            events = [self._event(f"approval.{verdict}d", record.id, now, approval_id=approval.id,
+                                  approver=approver_id, channel=channel, comment=comment)]
+            if reject:
+                return RequestChange(events, status="rejected", approval=approval)
+            approvals = (*record.approvals, approval)
+            if not approval_rules.is_satisfied(record.request, requirements, approvals):
+                return RequestChange(events, approval=approval)
+            grant = self._issue(record.id, record.request, record.digest, record.decision["policy_version"],
+                                [a.id for a in approvals], now)
+            events.append(self._grant_event(grant, now))
+            return RequestChange(events, status="approved", approval=approval, grant=grant)
+
+        try:
+            self.store.update_request(request_id, change)
+        except ApprovalError as refusal:
+            if refusal.code != "request.not_found":
+                self._audit_refusal("approval.refused", request_id, now, refusal, approver=approver_id,
+                                    channel=channel, verdict=verdict)
+            raise
+        return self.status(request_id)
+
+    # --- grants ---------------------------------------------------------------------------------
+
+    def consume(
+        self, grant: str, executor: str, action: ActionSpec | dict[str, Any] | bytes | str
+    ) -> Consumption:
+        """Verify a grant against exactly what the executor is about to run, and mark it used once."""
+        spec = action if isinstance(action, ActionSpec) else parse_action(action)
+        now = self.clock()
+        jti = None
+        try:
+            claims = grant_tokens.verify(grant, self.keys)
+            jti = claims.get("jti") if isinstance(claims.get("jti"), str) else None
+            details = check_claims(
+                claims, executor=executor, digest=spec.digest(), now=int(now.timestamp()), leeway=self.nbf_leeway
+            )
+            policy = self.policy
+
+            def recheck(record: GrantRecord, request: RequestRecord, history: History) -> list[AuditEvent]:
+                # INVARIANT 7: a grant issued under another policy version is re-decided under this one.
+                if record.digest != details.digest or request.id != details.request_id:
+                    raise GrantError("grant.digest_mismatch", "grant does not match the request it names")
+                if record.policy_version != policy.version:
+                    self._recheck_policy(policy, request, history, now)
+                return [self._event("grant.consumed", request.id, now, jti=details.jti, executor=executor,
+                                    digest=details.digest, policy_version=policy.version)]
+
+            self.store.consume_grant(details.jti, recheck, now)
+        except GrantError as refusal:
+            self._audit_refusal("grant.refused", None, now, refusal, jti=jti, executor=executor,
+                                action=spec.action, digest=spec.digest())
+            raise
+        return Consumption(details.jti, details.request_id, executor, spec.action, details.digest)
+
+    def report(self, jti: str, succeeded: bool, detail: str = "") -> GrantRecord:
+        """Record the execution result of a consumed grant."""
+        if not isinstance(detail, str) or len(detail) > 4096:
+            raise RequestError("input.invalid", "result detail must be a string of at most 4096 characters")
+        now = self.clock()
+        result = "succeeded" if succeeded else "failed"
+        event = self._event("execution.reported", None, now, jti=jti, result=result, detail=detail)
+        return self.store.record_result(jti, result, detail, event)
+
+    # --- audit and keys ---------------------------------------------------------------------------
+
+    def verify_audit(self) -> Verification:
+        return verify(self.store.audit_entries())
+
+    def jwks(self) -> dict[str, Any]:
+        return self.keys.jwks()
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _issue(
+        self, request_id: str, request: ActionRequest, digest: str, policy_version: str,
+        approval_ids: list[str] | tuple[str, ...], now: datetime.datetime,
+    ) -> GrantRecord:
+        executor = self._executor(request, self.policy)
+        if executor is None:
+            raise GrantError("policy.no_executor", f"no executor is named for `{request.action}`")
+        jti = self.ids("grt")
+        issued_at = int(now.timestamp())
+        claims = build_claims(
+            issuer=self.issuer, request=request, request_id=request_id, digest=digest, executor=executor,
+            jti=jti, issued_at=issued_at, ttl=self.grant_ttl, policy_version=policy_version,
+            approval_ids=approval_ids,
+        )
+        token = grant_tokens.sign(claims, self.keys)
+        expires = datetime.datetime.fromtimestamp(issued_at + self.grant_ttl, tz=datetime.UTC)
+        return GrantRecord(jti, request_id, executor, token, digest, policy_version, now, expires)
+
+    @staticmethod
+    def _executor(request: ActionRequest, policy: Policy) -> str | None:
+        """The grant audience: the request's `executor`, which must agree with the policy's, if it names one."""
+        named = policy.executor_for(request.action)
+        if request.executor and named and request.executor != named:
+            raise RequestError(
+                "input.wrong_executor",
+                f"policy names `{named}` as the executor of `{request.action}`, not `{request.executor}`",
+            )
+        return request.executor or named
+
+    def _recheck_policy(
+        self, policy: Policy, request: RequestRecord, history: History, now: datetime.datetime
+    ) -> None:
+        decision = decide(policy, request.request, now, history)
+        if decision.outcome == "allow":
+            return
+        if decision.outcome == "require_approval" and approval_rules.is_satisfied(
+            request.request, decision.requirements, request.approvals
+        ):
+            return
+        raise GrantError(
+            "grant.policy_changed",
+            f"policy changed since the grant was issued and now says {decision.outcome}: {decision.explanation}",
+        )
+
+    def _state(self, record: RequestRecord, now: datetime.datetime) -> RequestState:
+        decision = record.decision
+        outcome: str = record.status
+        if outcome == "pending_approval" and record.expires_at is not None and now >= record.expires_at:
+            outcome = "expired"
+        requirements = _requirements(decision)
+        grant = record.grant
+        return RequestState(
+            request_id=record.id,
+            outcome=outcome,
+            reasons=tuple(decision["reasons"]),
+            explanation=decision["explanation"],
+            digest=record.digest,
+            policy_version=decision["policy_version"],
+            grant=grant.token if grant and grant.consumed_at is None else None,
+            expires_at=record.expires_at,
+            requirements=tuple(decision["requirements"]),
+            progress=tuple(approval_rules.progress(record.request, requirements, record.approvals)),
+            approvals=tuple(
+                {"id": a.id, "approver": a.approver_id, "channel": a.channel, "verdict": a.verdict,
+                 "comment": a.comment, "at": a.at.isoformat()}
+                for a in record.approvals
+            ),
+            consumed=bool(grant and grant.consumed_at),
+            result=grant.result if grant else None,
+        )
+
+    @staticmethod
+    def _event(kind: str, request_id: str | None, at: datetime.datetime, **data: Any) -> AuditEvent:
+        return AuditEvent(kind, request_id, data, at)
+
+    def _grant_event(self, grant: GrantRecord, now: datetime.datetime) -> AuditEvent:
+        return self._event("grant.issued", grant.request_id, now, jti=grant.jti, executor=grant.executor,
+                           digest=grant.digest, expires_at=grant.expires_at.isoformat())
+
+    def _audit_refusal(
+        self, kind: str, request_id: str | None, now: datetime.datetime, refusal: InterlockError, **data: Any
+    ) -> None:
+        try:
+            self.store.append_audit([self._event(kind, request_id, now, code=refusal.code,
+                                                 message=refusal.message, **data)])
+        except InterlockError:
+            pass  # the refusal stands whether or not it could be written down
+
+
+def _requirements(decision: dict[str, Any]) -> list[ApprovalRequirement]:
+    return [
+        ApprovalRequirement(r["rule_id"], frozenset(r["approvers"]), r["quorum"], r["separate_channel"],
+                            r["expires_in"])
+        for r in decision["requirements"]
+    ]
+
+
+def _check_approval_args(approver_id: str, channel: str, comment: str) -> None:
+    if not isinstance(approver_id, str) or not 0 < len(approver_id) <= 256 or not approver_id.isprintable():
+        raise RequestError("input.invalid", "approver id must be 1-256 printable characters")
+    if not isinstance(channel, str) or not re.match(CHANNEL_NAME, channel):
+        raise RequestError("input.invalid", f"`{channel}` is not a channel name")
+    if not isinstance(comment, str) or len(comment) > 4096:
+        raise RequestError("input.invalid", "comment must be a string of at most 4096 characters")

@@ -1,0 +1,134 @@
+"""The Store port: the few atomic operations the gate needs, and the records they read and write.
+
+Each operation is one transaction: the state change and its audit entries commit together or not at
+all. Operations that must decide on fresh state (a velocity limit, an approval quorum, a consume)
+take a callback that runs inside the transaction, so the decision and the write cannot interleave
+with another node's.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+
+from interlock.audit.chain import StoredEntry
+from interlock.core.action import ActionRequest
+from interlock.core.approval import Approval
+from interlock.core.conditions import History
+
+RequestStatus = Literal["allowed", "denied", "pending_approval", "approved", "rejected"]
+ExecutionResult = Literal["succeeded", "failed"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """An event to append to the audit log; the store gives it its index and hashes."""
+
+    kind: str
+    request_id: str | None
+    data: dict[str, Any]
+    at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class GrantRecord:
+    """A grant as issued, and what became of it."""
+
+    jti: str
+    request_id: str
+    executor: str
+    token: str
+    digest: str
+    policy_version: str
+    issued_at: datetime.datetime
+    expires_at: datetime.datetime
+    consumed_at: datetime.datetime | None = None
+    result: ExecutionResult | None = None
+    result_detail: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """A request as stored, with its decision, approvals and grant."""
+
+    id: str
+    request: ActionRequest
+    digest: str
+    status: RequestStatus
+    decision: dict[str, Any]
+    created_at: datetime.datetime
+    expires_at: datetime.datetime | None
+    approvals: tuple[Approval, ...] = ()
+    grant: GrantRecord | None = None
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    """What `create_request`'s callback decided to write."""
+
+    status: RequestStatus
+    decision: dict[str, Any]
+    expires_at: datetime.datetime | None
+    events: list[AuditEvent]
+    grant: GrantRecord | None = None
+
+
+@dataclass(frozen=True)
+class RequestChange:
+    """What `update_request`'s callback decided to write."""
+
+    events: list[AuditEvent]
+    status: RequestStatus | None = None
+    approval: Approval | None = None
+    grant: GrantRecord | None = None
+
+
+class Store(Protocol):
+    """Persistence for the gate. Every method is atomic; any storage failure raises `store.unavailable`."""
+
+    def create_request(
+        self,
+        request_id: str,
+        request: ActionRequest,
+        digest: str,
+        created_at: datetime.datetime,
+        decide: Callable[[History], NewRequest],
+    ) -> NewRequest:
+        """Insert a request with what `decide` (given the requester's history) returns, and its audit."""
+        ...
+
+    def update_request(self, request_id: str, change: Callable[[RequestRecord], RequestChange]) -> RequestChange:
+        """Apply `change(current record)` to a request: new status, approval, grant and audit, atomically."""
+        ...
+
+    def consume_grant(
+        self,
+        jti: str,
+        check: Callable[[GrantRecord, RequestRecord, History], list[AuditEvent]],
+        consumed_at: datetime.datetime,
+    ) -> GrantRecord:
+        """Mark a grant used exactly once (INVARIANT 3), after `check` passes, with its audit entries."""
+        ...
+
+    def record_result(
+        self, jti: str, result: ExecutionResult, detail: str, event: AuditEvent
+    ) -> GrantRecord:
+        """Record the execution result of a consumed grant, once."""
+        ...
+
+    def append_audit(self, events: list[AuditEvent]) -> None:
+        """Append audit entries that change no other state (refusals)."""
+        ...
+
+    def get_request(self, request_id: str) -> RequestRecord:
+        """A request with its approvals and grant; `request.not_found` if there is none."""
+        ...
+
+    def audit_entries(self) -> Iterator[StoredEntry]:
+        """Every audit entry in log order."""
+        ...
+
+    def close(self) -> None: ...

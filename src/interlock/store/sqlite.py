@@ -1,0 +1,336 @@
+"""The embedded SQLite store: WAL, `BEGIN IMMEDIATE` writes, `synchronous=FULL` so a commit survives power loss."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+from interlock.audit.chain import GENESIS, AuditEntry, StoredEntry, seal
+from interlock.core.action import ActionRequest
+from interlock.core.approval import Approval
+from interlock.core.conditions import History
+from interlock.core.errors import ApprovalError, GrantError, InterlockError, StoreError
+from interlock.store.base import (
+    AuditEvent,
+    GrantRecord,
+    NewRequest,
+    RequestChange,
+    RequestRecord,
+)
+
+T = TypeVar("T")
+_PARAM_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+# Statuses that do not count toward velocity limits: nothing was, or will be, executed.
+_NOT_COUNTED = ("denied", "rejected")
+
+
+def to_micros(at: datetime.datetime) -> int:
+    if at.tzinfo is None:
+        raise ValueError("times must be timezone-aware")
+    return round(at.timestamp() * 1_000_000)
+
+
+def from_micros(value: int | None) -> datetime.datetime | None:
+    if value is None:
+        return None
+    return datetime.datetime.fromtimestamp(value / 1_000_000, tz=datetime.UTC)
+
+
+def rfc3339(at: datetime.datetime) -> str:
+    return at.astimezone(datetime.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("interlock.store") / "migrations" / "sqlite"
+    scripts = [item for item in folder.iterdir() if item.name.endswith(".sql")]
+    return sorted((int(item.name.split("_", 1)[0]), item.read_text()) for item in scripts)
+
+
+class _SqliteHistory:
+    """Velocity counters read inside the caller's write transaction, so they cannot race."""
+
+    def __init__(self, db: sqlite3.Connection, principal_id: str, now: datetime.datetime, exclude: str | None) -> None:
+        self._db, self._principal, self._now, self._exclude = db, principal_id, to_micros(now), exclude or ""
+
+    def count(self, action: str, window_seconds: int) -> int:
+        row = self._db.execute(
+            "SELECT count(*) FROM requests WHERE principal_id = ? AND action = ? AND created_at > ?"
+            " AND id != ? AND status NOT IN (?, ?)",
+            (self._principal, action, self._now - window_seconds * 1_000_000, self._exclude, *_NOT_COUNTED),
+        ).fetchone()
+        return int(row[0])
+
+    def sum(self, action: str, param: str, window_seconds: int) -> float:
+        if not param or not set(param) <= _PARAM_NAME:
+            raise ValueError(f"`{param}` is not a parameter name")
+        row = self._db.execute(
+            "SELECT total(CAST(json_extract(params_json, ?) AS REAL)) FROM requests WHERE principal_id = ?"
+            " AND action = ? AND created_at > ? AND id != ? AND status NOT IN (?, ?)",
+            (f"$.{param}", self._principal, action, self._now - window_seconds * 1_000_000, self._exclude,
+             *_NOT_COUNTED),
+        ).fetchone()
+        return float(row[0])
+
+
+class SqliteStore:
+    """A Store on one SQLite file; safe for many threads and processes on one machine."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = str(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        with self._write() as db:
+            self._migrate(db)
+
+    # --- connections and transactions -------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = sqlite3.connect(self.path, isolation_level=None, timeout=self._busy_timeout_ms / 1000)
+                db.execute("PRAGMA journal_mode=WAL")
+                # A consumed grant or an accepted approval must survive power loss: fsync every commit.
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error as exc:
+                raise StoreError("store.unavailable", f"cannot open SQLite store: {exc}") from None
+            self._local.db = db
+            with self._lock:
+                self._all.append(db)
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._connection()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError("store.unavailable", f"SQLite store is unavailable: {exc}") from None
+        try:
+            yield db
+            db.execute("COMMIT")
+        except InterlockError:
+            db.execute("ROLLBACK")
+            raise
+        except sqlite3.Error as exc:
+            self._rollback(db)
+            raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
+        except BaseException:
+            self._rollback(db)
+            raise
+
+    @staticmethod
+    def _rollback(db: sqlite3.Connection) -> None:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def _read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        try:
+            return self._connection().execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        current = db.execute("PRAGMA user_version").fetchone()[0]
+        for version, script in _migrations():
+            if version > current:
+                for statement in script.split(";\n"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {version:d}")
+
+    def close(self) -> None:
+        with self._lock:
+            for db in self._all:
+                db.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # --- operations --------------------------------------------------------------------------
+
+    def create_request(
+        self,
+        request_id: str,
+        request: ActionRequest,
+        digest: str,
+        created_at: datetime.datetime,
+        decide: Callable[[History], NewRequest],
+    ) -> NewRequest:
+        with self._write() as db:
+            new = decide(_SqliteHistory(db, request.principal.id, created_at, None))
+            db.execute(
+                "INSERT INTO requests (id, principal_id, action, digest, request_json, params_json, status,"
+                " decision_json, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    request_id, request.principal.id, request.action, digest,
+                    request.model_dump_json(), json.dumps(request.params), new.status,
+                    json.dumps(new.decision), to_micros(created_at),
+                    to_micros(new.expires_at) if new.expires_at else None,
+                ),
+            )
+            if new.grant:
+                self._insert_grant(db, new.grant)
+            self._append(db, new.events)
+            return new
+
+    def update_request(self, request_id: str, change: Callable[[RequestRecord], RequestChange]) -> RequestChange:
+        with self._write() as db:
+            record = self._load(db, request_id)
+            result = change(record)
+            if result.status:
+                db.execute("UPDATE requests SET status = ? WHERE id = ?", (result.status, request_id))
+            if result.approval:
+                a = result.approval
+                try:
+                    db.execute(
+                        "INSERT INTO approvals (id, request_id, approver_id, channel, verdict, comment, at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (a.id, a.request_id, a.approver_id, a.channel, a.verdict, a.comment, to_micros(a.at)),
+                    )
+                except sqlite3.IntegrityError:
+                    raise ApprovalError("approval.duplicate", f"`{a.approver_id}` has already decided") from None
+            if result.grant:
+                self._insert_grant(db, result.grant)
+            self._append(db, result.events)
+            return result
+
+    def consume_grant(
+        self,
+        jti: str,
+        check: Callable[[GrantRecord, RequestRecord, History], list[AuditEvent]],
+        consumed_at: datetime.datetime,
+    ) -> GrantRecord:
+        with self._write() as db:
+            grant = self._grant(db, jti)
+            if grant is None:
+                raise GrantError("grant.not_issued", "no grant with this id was issued by this gate")
+            if grant.consumed_at is not None:
+                raise GrantError("grant.already_used", "grant has already been used")
+            record = self._load(db, grant.request_id)
+            events = check(grant, record, _SqliteHistory(db, record.request.principal.id, consumed_at, record.id))
+            # INVARIANT 3: one conditional update; the row count says who won.
+            cursor = db.execute(
+                "UPDATE grants SET consumed_at = ? WHERE jti = ? AND consumed_at IS NULL",
+                (to_micros(consumed_at), jti),
+            )
+            if cursor.rowcount != 1:
+                raise GrantError("grant.already_used", "grant has already been used")
+            self._append(db, events)
+            return self._grant(db, jti)  # type: ignore[return-value]
+
+    def record_result(self, jti: str, result: str, detail: str, event: AuditEvent) -> GrantRecord:
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE grants SET result = ?, result_detail = ? WHERE jti = ? AND consumed_at IS NOT NULL"
+                " AND result IS NULL",
+                (result, detail, jti),
+            )
+            if cursor.rowcount != 1:
+                grant = self._grant(db, jti)
+                if grant is None:
+                    raise GrantError("grant.not_issued", "no grant with this id was issued by this gate")
+                if grant.consumed_at is None:
+                    raise GrantError("grant.not_consumed", "a result can only follow a consumed grant")
+                raise GrantError("grant.result_recorded", "the result of this grant is already recorded")
+            self._append(db, [event])
+            return self._grant(db, jti)  # type: ignore[return-value]
+
+    def append_audit(self, events: list[AuditEvent]) -> None:
+        with self._write() as db:
+            self._append(db, events)
+
+    def get_request(self, request_id: str) -> RequestRecord:
+        db = self._connection()
+        try:
+            return self._load(db, request_id)
+        except sqlite3.Error as exc:
+            raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
+
+    def audit_entries(self) -> Iterator[StoredEntry]:
+        rows = self._read("SELECT idx, leaf, leaf_hash, chain_hash FROM audit ORDER BY rowid", ())
+        for idx, leaf, leaf_digest, chain in rows:
+            yield StoredEntry(idx, bytes(leaf), bytes(leaf_digest), bytes(chain))
+
+    # --- rows ------------------------------------------------------------------------------
+
+    def _append(self, db: sqlite3.Connection, events: list[AuditEvent]) -> None:
+        last = db.execute("SELECT idx, chain_hash FROM audit ORDER BY idx DESC LIMIT 1").fetchone()
+        index, previous = (last[0] + 1, bytes(last[1])) if last else (0, GENESIS)
+        for event in events:
+            stored = seal(AuditEntry(index, rfc3339(event.at), event.kind, event.request_id, event.data), previous)
+            db.execute(
+                "INSERT INTO audit (idx, leaf, leaf_hash, chain_hash) VALUES (?, ?, ?, ?)",
+                (stored.index, stored.leaf, stored.leaf_hash, stored.chain_hash),
+            )
+            index, previous = index + 1, stored.chain_hash
+
+    @staticmethod
+    def _insert_grant(db: sqlite3.Connection, grant: GrantRecord) -> None:
+        db.execute(
+            "INSERT INTO grants (jti, request_id, executor, token, digest, policy_version, issued_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (grant.jti, grant.request_id, grant.executor, grant.token, grant.digest, grant.policy_version,
+             to_micros(grant.issued_at), to_micros(grant.expires_at)),
+        )
+
+    @staticmethod
+    def _grant(db: sqlite3.Connection, jti: str) -> GrantRecord | None:
+        row = db.execute(
+            "SELECT jti, request_id, executor, token, digest, policy_version, issued_at, expires_at, consumed_at,"
+            " result, result_detail FROM grants WHERE jti = ?",
+            (jti,),
+        ).fetchone()
+        return _grant_from_row(row) if row else None
+
+    def _load(self, db: sqlite3.Connection, request_id: str) -> RequestRecord:
+        row = db.execute(
+            "SELECT id, request_json, digest, status, decision_json, created_at, expires_at FROM requests"
+            " WHERE id = ?",
+            (request_id,),
+        ).fetchone()
+        if row is None:
+            raise ApprovalError("request.not_found", f"no request `{request_id}`")
+        approvals = tuple(
+            Approval(a[0], a[1], a[2], a[3], a[4], a[5], from_micros(a[6]))  # type: ignore[arg-type]
+            for a in db.execute(
+                "SELECT id, request_id, approver_id, channel, verdict, comment, at FROM approvals"
+                " WHERE request_id = ? ORDER BY at, id",
+                (request_id,),
+            )
+        )
+        grant_row = db.execute(
+            "SELECT jti, request_id, executor, token, digest, policy_version, issued_at, expires_at, consumed_at,"
+            " result, result_detail FROM grants WHERE request_id = ?",
+            (request_id,),
+        ).fetchone()
+        return RequestRecord(
+            id=row[0],
+            request=ActionRequest.model_validate_json(row[1]),
+            digest=row[2],
+            status=row[3],
+            decision=json.loads(row[4]),
+            created_at=from_micros(row[5]),  # type: ignore[arg-type]
+            expires_at=from_micros(row[6]),
+            approvals=approvals,
+            grant=_grant_from_row(grant_row) if grant_row else None,
+        )
+
+
+def _grant_from_row(row: tuple[Any, ...]) -> GrantRecord:
+    return GrantRecord(
+        jti=row[0], request_id=row[1], executor=row[2], token=row[3], digest=row[4], policy_version=row[5],
+        issued_at=from_micros(row[6]), expires_at=from_micros(row[7]),  # type: ignore[arg-type]
+        consumed_at=from_micros(row[8]), result=row[9], result_detail=row[10],
+    )
