@@ -4,30 +4,42 @@ from interlock.core.action import ActionRequest, ActionSpec, Principal, action_d
 from interlock.core.decision import Decision, decide
 from interlock.core.errors import (
     ApprovalError,
-    AuditError,
     GrantError,
     InterlockError,
+    KeyringError,
     PolicyError,
     RequestError,
     StoreError,
 )
 from interlock.core.policy import Policy, load_policy
+from interlock.enforce.guard import guard
+from interlock.gate import Consumption, Gate, RequestState
+from interlock.home import Home
+from interlock.keys import KeyRing
+from interlock.store.sqlite import SqliteStore
 
 __all__ = [
     "ActionRequest",
     "ActionSpec",
     "ApprovalError",
-    "AuditError",
+    "Consumption",
     "Decision",
+    "Gate",
     "GrantError",
+    "Home",
     "InterlockError",
+    "KeyRing",
+    "KeyringError",
     "Policy",
     "PolicyError",
     "Principal",
     "RequestError",
+    "RequestState",
+    "SqliteStore",
     "StoreError",
     "action_digest",
     "decide",
+    "guard",
     "load_policy",
     "parse_action",
     "parse_request",

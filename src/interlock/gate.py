@@ -16,7 +16,7 @@ from interlock.core.action import CHANNEL_NAME, ActionRequest, ActionSpec, parse
 from interlock.core.approval import Approval
 from interlock.core.conditions import History
 from interlock.core.decision import Decision, decide
-from interlock.core.errors import ApprovalError, GrantError, InterlockError, RequestError
+from interlock.core.errors import ApprovalError, GrantError, InterlockError, PolicyError, RequestError
 from interlock.core.grant import DEFAULT_TTL_SECONDS, build_claims, check_claims
 from interlock.core.policy import ApprovalRequirement, Policy
 from interlock.keys import KeyRing
@@ -246,7 +246,7 @@ class Gate:
     ) -> GrantRecord:
         executor = self._executor(request, self.policy)
         if executor is None:
-            raise GrantError("policy.no_executor", f"no executor is named for `{request.action}`")
+            raise PolicyError("policy.no_executor", f"no executor is named for `{request.action}`")
         jti = self.ids("grt")
         issued_at = int(now.timestamp())
         claims = build_claims(

@@ -13,7 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from interlock.core.errors import GrantError
+from interlock.core.errors import KeyringError
 
 _ACTIVE = "grant-signing.pem"
 
@@ -71,7 +71,7 @@ class KeyRing:
                     os.fsync(handle.fileno())
         loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(loaded, Ed25519PrivateKey):
-            raise GrantError("keys.invalid", f"{path} is not an Ed25519 private key")
+            raise KeyringError("keys.invalid", f"{path} is not an Ed25519 private key")
         ring = cls.from_private_key(loaded)
         for retired in sorted(directory.glob("*.pub.pem")):
             public = serialization.load_pem_public_key(retired.read_bytes())

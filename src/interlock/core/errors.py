@@ -47,5 +47,5 @@ class StoreError(InterlockError):
     """The store cannot be reached or failed (`store.*`); always refuses."""
 
 
-class AuditError(InterlockError):
-    """The audit log does not verify (`audit.*`)."""
+class KeyringError(InterlockError):
+    """A signing key that cannot be loaded (`keys.*`)."""

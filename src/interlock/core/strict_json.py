@@ -27,6 +27,9 @@ def _pairs_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _parse_int(text: str) -> int:
+    # Refuse by length first: int() of a string over 4300 digits raises a bare ValueError (a crash).
+    if len(text.lstrip("-")) > len(str(MAX_SAFE_INTEGER)):
+        raise RequestError("input.invalid", f"integer `{text[:40]}` is beyond ±2^53-1")
     value = int(text)
     if abs(value) > MAX_SAFE_INTEGER:
         raise RequestError("input.invalid", f"integer `{text[:40]}` is beyond ±2^53-1")
@@ -42,7 +45,10 @@ def _parse_float(text: str) -> float:
 
 def parse(document: bytes | str, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> Any:
     """Parse untrusted JSON, refusing duplicate keys, NaN/Infinity, unsafe integers and oversize input."""
-    raw = document.encode() if isinstance(document, str) else document
+    try:
+        raw = document.encode() if isinstance(document, str) else document
+    except UnicodeEncodeError as exc:
+        raise RequestError("input.invalid", f"document is not Unicode text: {exc.reason}") from None
     if len(raw) > max_bytes:
         raise RequestError("input.too_large", f"document is {len(raw)} bytes, over the {max_bytes} byte limit")
     try:
@@ -71,7 +77,8 @@ def check_value(value: Any, *, path: str = "$") -> None:
 
 
 def _check(value: Any, path: str, depth: int) -> None:
-    if depth > MAX_DEPTH:
+    # `depth` counts the containers around `value`; a container at depth 32 would be the 33rd level.
+    if depth >= MAX_DEPTH and isinstance(value, (dict, list, tuple)):
         raise RequestError("input.too_deep", f"nesting deeper than {MAX_DEPTH} at `{path}`")
     if value is None or isinstance(value, bool):
         return
@@ -84,7 +91,12 @@ def _check(value: Any, path: str, depth: int) -> None:
             raise RequestError("input.invalid", f"number at `{path}` is NaN or infinite")
         return
     if isinstance(value, str):
-        if len(value) > MAX_STRING_BYTES // 4 and len(value.encode("utf-8", "surrogatepass")) > MAX_STRING_BYTES:
+        # I-JSON (RFC 7493 §2.1), which RFC 8785 requires: a lone surrogate is not a character.
+        try:
+            size = len(value) if value.isascii() else len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise RequestError("input.invalid", f"string at `{path}` contains a lone surrogate") from None
+        if size > MAX_STRING_BYTES:
             raise RequestError("input.too_large", f"string at `{path}` is over {MAX_STRING_BYTES} bytes")
         return
     if isinstance(value, dict):
