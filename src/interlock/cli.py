@@ -36,10 +36,10 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
 
 HomeOpt = Annotated[
-    Path | None, typer.Option("--home", help="Data directory [env: INTERLOCK_HOME; default ./.interlock].")
+    Path | None, typer.Option("--home", help="Data directory \\[env: INTERLOCK_HOME; default ./.interlock].")
 ]
 PolicyOpt = Annotated[
-    Path | None, typer.Option("--policy", help="Policy file [env: INTERLOCK_POLICY; default HOME/policy.yaml].")
+    Path | None, typer.Option("--policy", help="Policy file \\[env: INTERLOCK_POLICY; default HOME/policy.yaml].")
 ]
 
 

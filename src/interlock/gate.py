@@ -136,8 +136,10 @@ class Gate:
                 expires_at = now + datetime.timedelta(seconds=decision.approval_expires_in or 0)
             return NewRequest(status, decision.to_json(), expires_at, events, grant)
 
-        self.store.create_request(request_id, request, digest, now, record)
-        return self.status(request_id)
+        new = self.store.create_request(request_id, request, digest, now, record)
+        written = RequestRecord(request_id, request, digest, new.status, new.decision, now, new.expires_at,
+                                grant=new.grant)
+        return self._state(written, now)
 
     def check(self, document: ActionRequest | dict[str, Any] | bytes | str) -> Decision:
         """Dry run: the decision for a request with no history and no state written."""
@@ -210,7 +212,7 @@ class Gate:
                 if record.digest != details.digest or request.id != details.request_id:
                     raise GrantError("grant.digest_mismatch", "grant does not match the request it names")
                 if record.policy_version != policy.version:
-                    self._recheck_policy(policy, request, history, now)
+                    self._recheck_policy(policy, record, request, history, now)
                 return [self._event("grant.consumed", request.id, now, jti=details.jti, executor=executor,
                                     digest=details.digest, policy_version=policy.version)]
 
@@ -270,8 +272,13 @@ class Gate:
         return request.executor or named
 
     def _recheck_policy(
-        self, policy: Policy, request: RequestRecord, history: History, now: datetime.datetime
+        self, policy: Policy, grant: GrantRecord, request: RequestRecord, history: History, now: datetime.datetime
     ) -> None:
+        named = policy.executor_for(request.request.action)
+        if named and named != grant.executor:
+            raise GrantError(
+                "grant.policy_changed", f"policy now names `{named}` as the executor, not `{grant.executor}`"
+            )
         decision = decide(policy, request.request, now, history)
         if decision.outcome == "allow":
             return
@@ -340,7 +347,7 @@ def _requirements(decision: dict[str, Any]) -> list[ApprovalRequirement]:
 def _check_approval_args(approver_id: str, channel: str, comment: str) -> None:
     if not isinstance(approver_id, str) or not 0 < len(approver_id) <= 256 or not approver_id.isprintable():
         raise RequestError("input.invalid", "approver id must be 1-256 printable characters")
-    if not isinstance(channel, str) or not re.match(CHANNEL_NAME, channel):
+    if not isinstance(channel, str) or not re.fullmatch(CHANNEL_NAME, channel):
         raise RequestError("input.invalid", f"`{channel}` is not a channel name")
     if not isinstance(comment, str) or len(comment) > 4096:
         raise RequestError("input.invalid", "comment must be a string of at most 4096 characters")

@@ -78,31 +78,33 @@ def verify(stored: Iterable[StoredEntry]) -> Verification:
     """Recompute every leaf and chain hash in storage order; name each edited, missing or moved entry."""
     problems: list[str] = []
     previous = GENESIS
-    expected = 0
+    previous_index = -1
+    seen: set[int] = set()
     count = 0
     for entry in stored:
         count += 1
-        position = _claimed_index(entry)
         if leaf_hash(entry.leaf) != entry.leaf_hash:
             problems.append(f"entry {entry.index}: content was edited (leaf hash does not match)")
-        if position != entry.index:
-            problems.append(f"entry {entry.index}: its content says index {position} (entry moved)")
-        if entry.index > expected:
-            missing = f"{expected}" if entry.index == expected + 1 else f"{expected}..{entry.index - 1}"
-            problems.append(f"entry {missing}: missing (deleted)")
-        elif entry.index < expected:
-            problems.append(f"entry {entry.index}: out of order (reordered)")
+        claimed = _claimed_index(entry)
+        if claimed is None:
+            problems.append(f"entry {entry.index}: content is not an audit entry")
+        elif claimed != entry.index:
+            problems.append(f"entry {entry.index}: its content says index {claimed} (entry moved)")
+        if entry.index <= previous_index:
+            problems.append(f"entry {entry.index}: out of order after entry {previous_index} (reordered)")
         if chain_hash(previous, entry.leaf_hash) != entry.chain_hash:
             problems.append(f"entry {entry.index}: chain hash does not follow from the entries before it")
-        previous = entry.chain_hash
-        expected = max(expected, entry.index + 1)
+        seen.add(entry.index)
+        previous, previous_index = entry.chain_hash, entry.index
+    missing = sorted(set(range(max(seen, default=-1) + 1)) - seen)
+    problems.extend(f"entry {index}: missing (deleted)" for index in missing)
     return Verification(not problems, count, previous.hex(), tuple(problems))
 
 
 def _claimed_index(entry: StoredEntry) -> int | None:
     try:
         body = strict_json.parse(entry.leaf)
-    except Exception:  # noqa: BLE001 — an unparsable leaf is reported as a moved/edited entry
+    except Exception:  # noqa: BLE001 — an unparsable leaf is reported, not raised
         return None
     index = body.get("index") if isinstance(body, dict) else None
-    return index if isinstance(index, int) else None
+    return index if isinstance(index, int) and not isinstance(index, bool) else None

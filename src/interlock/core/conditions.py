@@ -82,6 +82,13 @@ class ConditionSyntaxError(ValueError):
     """A condition that does not compile or cannot yield a boolean."""
 
 
+def _one_line(engine_message: str) -> str:
+    """The engine's errors as one line: each `ERROR: <input>:LINE:COL: ...` kept, the caret drawings dropped."""
+    text = engine_message.replace("INVALID_ARGUMENT: ", "", 1).replace(" [INVALID_ARGUMENT]", "")
+    problems = [line.strip() for line in text.splitlines() if line.startswith("ERROR:")]
+    return "; ".join(problems) or " ".join(text.split())
+
+
 @dataclass(frozen=True)
 class Condition:
     """A compiled CEL condition."""
@@ -94,7 +101,7 @@ class Condition:
         try:
             program = _ENV.compile(source)
         except RuntimeError as exc:
-            raise ConditionSyntaxError(str(exc).replace("INVALID_ARGUMENT: ", "", 1)) from None
+            raise ConditionSyntaxError(_one_line(str(exc))) from None
         result_type = program.return_type()
         if result_type not in (cel.Type.BOOL, cel.Type.DYN):
             raise ConditionSyntaxError(f"condition yields {result_type.name()}, not a boolean")
@@ -104,14 +111,19 @@ class Condition:
 class Activation:
     """The variables of one request, built once and shared by every condition evaluated for it."""
 
-    __slots__ = ("_activation", "_history")
+    __slots__ = ("_activation", "_history", "_unfaithful")
 
     def __init__(self, variables: Mapping[str, Any], history: History) -> None:
-        self._activation = _ENV.Activation({**variables, "history": ""})
+        # INVARIANT 8 (parser differentials are a bypass): cel-cpp cuts strings at U+0000, so a recipient
+        # `"DE89…\u0000evil"` would be judged as `"DE89…"` while the grant binds the whole string.
+        self._unfaithful = _has_nul(variables)
+        self._activation = None if self._unfaithful else _ENV.Activation({**variables, "history": ""})
         self._history = history
 
     def evaluate(self, condition: Condition) -> bool | str:
         """True/False, or an error message (a str) when the condition did not yield a boolean."""
+        if self._unfaithful:
+            return "cannot be evaluated: a string in the request contains U+0000"
         token = _current_history.set(self._history)
         try:
             value = condition._program.eval(self._activation)
@@ -123,6 +135,16 @@ class Activation:
             return f"yielded {value.type().name()}: {value.value()}"
         result = value.value()
         return result if isinstance(result, bool) else f"yielded non-boolean {result!r}"
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 def variables_for(

@@ -13,7 +13,7 @@ _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 @lru_cache(maxsize=256)
 def parse_duration(text: str) -> int:
     """Return the duration in whole seconds; raise ValueError for anything else or zero."""
-    if not isinstance(text, str) or not _WHOLE.match(text):
+    if not isinstance(text, str) or not _WHOLE.fullmatch(text):
         raise ValueError(f"`{text}` is not a duration like 90s, 15m, 1h or 7d")
     seconds = sum(int(n) * _SECONDS[unit] for n, unit in _PART.findall(text))
     if seconds <= 0:

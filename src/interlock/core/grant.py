@@ -15,12 +15,18 @@ DEFAULT_TTL_SECONDS = 300
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "iat", "nbf", "exp", "jti", "authorization_details")
 
 
-def act_claim(request: ActionRequest) -> dict[str, Any] | None:
-    """The delegation chain as RFC 8693 `act` nesting, outermost delegator first."""
+def subject_and_actors(request: ActionRequest) -> tuple[str, dict[str, Any] | None]:
+    """`sub` and `act` as RFC 8693 §4.1 defines them.
+
+    `sub` is the party the action is ultimately for: the outermost delegator, or the requester when
+    nobody delegated. `act` names the party acting now (the requester); each nested `act` names the
+    actor before it, back along `on_behalf_of` (outermost first) to the one right after `sub`.
+    """
+    chain = [p.id for p in request.on_behalf_of] + [request.principal.id]
     act: dict[str, Any] | None = None
-    for delegator in reversed(request.on_behalf_of):
-        act = {"sub": delegator.id, **({"act": act} if act else {})}
-    return act
+    for actor in chain[1:]:
+        act = {"sub": actor, **({"act": act} if act else {})}
+    return chain[0], act
 
 
 def build_claims(
@@ -37,9 +43,10 @@ def build_claims(
     approval_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The claims of a grant bound to exactly this action (INVARIANT 2)."""
+    subject, act = subject_and_actors(request)
     claims: dict[str, Any] = {
         "iss": issuer,
-        "sub": request.principal.id,
+        "sub": subject,
         "aud": executor,
         "iat": issued_at,
         "nbf": issued_at,
@@ -57,7 +64,6 @@ def build_claims(
             }
         ],
     }
-    act = act_claim(request)
     if act:
         claims["act"] = act
     return claims

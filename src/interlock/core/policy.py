@@ -171,7 +171,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if not isinstance(key, Hashable):
                 # SafeLoader would refuse it below, but `key in seen` must not crash first.
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"unhashable key `{key!r}`"[:200], key_node.start_mark
+                    None, None, f"a {type(key).__name__} cannot be a mapping key", key_node.start_mark
                 )
             if key in seen:
                 raise yaml.constructor.ConstructorError(

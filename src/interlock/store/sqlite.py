@@ -82,52 +82,64 @@ class _SqliteHistory:
 class SqliteStore:
     """A Store on one SQLite file; safe for many threads and processes on one machine."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000, max_idle: int = 8) -> None:
         self.path = str(path)
         self._busy_timeout_ms = busy_timeout_ms
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._max_idle = max_idle
+        self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         with self._write() as db:
             self._migrate(db)
 
     # --- connections and transactions -------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            try:
-                db = sqlite3.connect(self.path, isolation_level=None, timeout=self._busy_timeout_ms / 1000)
-                db.execute("PRAGMA journal_mode=WAL")
-                # A consumed grant or an accepted approval must survive power loss: fsync every commit.
-                db.execute("PRAGMA synchronous=FULL")
-                db.execute("PRAGMA foreign_keys=ON")
-            except sqlite3.Error as exc:
-                raise StoreError("store.unavailable", f"cannot open SQLite store: {exc}") from None
-            self._local.db = db
-            with self._lock:
-                self._all.append(db)
+    def _open(self) -> sqlite3.Connection:
+        try:
+            # Pooled: a connection serves one operation at a time, on whichever thread runs it.
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=self._busy_timeout_ms / 1000,
+                                 check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            # A consumed grant or an accepted approval must survive power loss: fsync every commit.
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise StoreError("store.unavailable", f"cannot open SQLite store: {exc}") from None
         return db
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        db = self._connection()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError("store.unavailable", f"SQLite store is unavailable: {exc}") from None
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self._idle.pop() if self._idle else None
+        db = db or self._open()
         try:
             yield db
-            db.execute("COMMIT")
-        except InterlockError:
-            db.execute("ROLLBACK")
-            raise
-        except sqlite3.Error as exc:
-            self._rollback(db)
-            raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
-        except BaseException:
-            self._rollback(db)
-            raise
+        finally:
+            with self._lock:
+                keep = len(self._idle) < self._max_idle
+                if keep:
+                    self._idle.append(db)
+            if not keep:
+                db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._connection() as db:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError("store.unavailable", f"SQLite store is unavailable: {exc}") from None
+            try:
+                yield db
+                db.execute("COMMIT")
+            except InterlockError:
+                db.execute("ROLLBACK")
+                raise
+            except sqlite3.Error as exc:
+                self._rollback(db)
+                raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
+            except BaseException:
+                self._rollback(db)
+                raise
 
     @staticmethod
     def _rollback(db: sqlite3.Connection) -> None:
@@ -138,7 +150,8 @@ class SqliteStore:
 
     def _read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         try:
-            return self._connection().execute(sql, args).fetchall()
+            with self._connection() as db:
+                return db.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
 
@@ -152,11 +165,11 @@ class SqliteStore:
                 db.execute(f"PRAGMA user_version = {version:d}")
 
     def close(self) -> None:
+        """Close idle connections; one in use by an operation closes when that operation ends."""
         with self._lock:
-            for db in self._all:
-                db.close()
-            self._all.clear()
-        self._local = threading.local()
+            idle, self._idle, self._max_idle = self._idle, [], 0
+        for db in idle:
+            db.close()
 
     # --- operations --------------------------------------------------------------------------
 
@@ -252,9 +265,9 @@ class SqliteStore:
             self._append(db, events)
 
     def get_request(self, request_id: str) -> RequestRecord:
-        db = self._connection()
         try:
-            return self._load(db, request_id)
+            with self._connection() as db:
+                return self._load(db, request_id)
         except sqlite3.Error as exc:
             raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
 
@@ -269,7 +282,12 @@ class SqliteStore:
         last = db.execute("SELECT idx, chain_hash FROM audit ORDER BY idx DESC LIMIT 1").fetchone()
         index, previous = (last[0] + 1, bytes(last[1])) if last else (0, GENESIS)
         for event in events:
-            stored = seal(AuditEntry(index, rfc3339(event.at), event.kind, event.request_id, event.data), previous)
+            entry = AuditEntry(index, rfc3339(event.at), event.kind, event.request_id, event.data)
+            try:
+                stored = seal(entry, previous)
+            except (TypeError, ValueError) as exc:
+                # An audit entry that cannot be written rolls the state change back with it.
+                raise StoreError("store.unavailable", f"audit entry cannot be written: {exc}") from None
             db.execute(
                 "INSERT INTO audit (idx, leaf, leaf_hash, chain_hash) VALUES (?, ?, ?, ?)",
                 (stored.index, stored.leaf, stored.leaf_hash, stored.chain_hash),

@@ -1,0 +1,1 @@
+"""Attacks on the invariants (a package, so spawned race processes can import its worker by name)."""
