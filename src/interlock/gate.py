@@ -20,7 +20,15 @@ from interlock.core.errors import ApprovalError, GrantError, InterlockError, Pol
 from interlock.core.grant import DEFAULT_TTL_SECONDS, build_claims, check_claims
 from interlock.core.policy import ApprovalRequirement, Policy
 from interlock.keys import KeyRing
-from interlock.store.base import AuditEvent, GrantRecord, NewRequest, RequestChange, RequestRecord, Store
+from interlock.store.base import (
+    AuditEvent,
+    GrantRecord,
+    LoadRequest,
+    NewRequest,
+    RequestChange,
+    RequestRecord,
+    Store,
+)
 
 Clock = Callable[[], datetime.datetime]
 _OUTCOME_STATUS = {"allow": "allowed", "deny": "denied", "require_approval": "pending_approval"}
@@ -207,13 +215,13 @@ class Gate:
             )
             policy = self.policy
 
-            def recheck(record: GrantRecord, request: RequestRecord, history: History) -> list[AuditEvent]:
-                # INVARIANT 7: a grant issued under another policy version is re-decided under this one.
-                if record.digest != details.digest or request.id != details.request_id:
+            def recheck(record: GrantRecord, load: LoadRequest) -> list[AuditEvent]:
+                if record.digest != details.digest or record.request_id != details.request_id:
                     raise GrantError("grant.digest_mismatch", "grant does not match the request it names")
                 if record.policy_version != policy.version:
-                    self._recheck_policy(policy, record, request, history, now)
-                return [self._event("grant.consumed", request.id, now, jti=details.jti, executor=executor,
+                    # INVARIANT 7: a grant issued under another policy version is re-decided under this one.
+                    self._recheck_policy(policy, record, *load(), now)
+                return [self._event("grant.consumed", record.request_id, now, jti=details.jti, executor=executor,
                                     digest=details.digest, policy_version=policy.version)]
 
             self.store.consume_grant(details.jti, recheck, now)

@@ -14,7 +14,15 @@ from interlock.core.action import ActionRequest, parse_request
 from interlock.core.approval import Approval
 from interlock.core.conditions import History
 from interlock.core.errors import ApprovalError, GrantError, StoreError
-from interlock.store.base import AuditEvent, GrantRecord, NewRequest, RequestChange, RequestRecord, Store
+from interlock.store.base import (
+    AuditEvent,
+    GrantRecord,
+    LoadRequest,
+    NewRequest,
+    RequestChange,
+    RequestRecord,
+    Store,
+)
 
 T0 = datetime.datetime(2026, 11, 25, 9, 0, 0, 123456, tzinfo=datetime.UTC)
 HOUR = datetime.timedelta(hours=1)
@@ -210,8 +218,8 @@ def test_updating_an_unknown_request_is_not_found_and_writes_nothing(any_store: 
 # --- grants --------------------------------------------------------------------------------------
 
 
-def _consumed_event(grant_record: GrantRecord, request: RequestRecord, history: History) -> list[AuditEvent]:
-    return [event("grant.consumed", request.id, jti=grant_record.jti)]
+def _consumed_event(grant_record: GrantRecord, load: LoadRequest) -> list[AuditEvent]:
+    return [event("grant.consumed", grant_record.request_id, jti=grant_record.jti)]
 
 
 def test_a_grant_is_consumed_exactly_once(any_store: Store) -> None:
@@ -220,9 +228,10 @@ def test_a_grant_is_consumed_exactly_once(any_store: Store) -> None:
     later = T0 + datetime.timedelta(seconds=30)
     calls: list[tuple[GrantRecord, RequestRecord]] = []
 
-    def check(grant_record: GrantRecord, record: RequestRecord, history: History) -> list[AuditEvent]:
+    def check(grant_record: GrantRecord, load: LoadRequest) -> list[AuditEvent]:
+        record, _ = load()
         calls.append((grant_record, record))
-        return _consumed_event(grant_record, record, history)
+        return _consumed_event(grant_record, load)
 
     consumed = any_store.consume_grant("grt-1", check, later)
 
@@ -247,7 +256,7 @@ def test_a_refusing_check_leaves_the_grant_unconsumed(any_store: Store) -> None:
     create(any_store, "req-1", with_grant="grt-1")
     before = list(any_store.audit_entries())
 
-    def refuse(grant_record: GrantRecord, record: RequestRecord, history: History) -> list[AuditEvent]:
+    def refuse(grant_record: GrantRecord, load: LoadRequest) -> list[AuditEvent]:
         raise GrantError("grant.policy_changed", "refused inside the transaction")
 
     with pytest.raises(GrantError, match="refused inside"):
@@ -350,7 +359,7 @@ def test_a_failing_audit_append_leaves_the_grant_unconsumed(any_store: Store) ->
     before = list(any_store.audit_entries())
 
     with pytest.raises((ValueError, StoreError)):
-        any_store.consume_grant("grt-1", lambda g, r, h: [_unsealable("grant.consumed", "req-1")], T0)
+        any_store.consume_grant("grt-1", lambda g, load: [_unsealable("grant.consumed", "req-1")], T0)
 
     assert any_store.get_request("req-1").grant.consumed_at is None
     assert list(any_store.audit_entries()) == before
@@ -421,10 +430,12 @@ def test_history_at_consume_leaves_out_the_request_being_consumed(any_store: Sto
     create(any_store, "req-1", action_request(amount=4000), at=T0, with_grant="grt-1")
     seen: list[tuple[int, float]] = []
 
-    def check(grant_record: GrantRecord, record: RequestRecord, history: History) -> list[AuditEvent]:
+    def check(grant_record: GrantRecord, load: LoadRequest) -> list[AuditEvent]:
+        record, history = load()
+        assert record.id == "req-1"
         seen.append((history.count("payments.transfer", DAY_SECONDS),
                      history.sum("payments.transfer", "amount", DAY_SECONDS)))
-        return _consumed_event(grant_record, record, history)
+        return _consumed_event(grant_record, load)
 
     any_store.consume_grant("grt-1", check, T0 + datetime.timedelta(seconds=10))
 

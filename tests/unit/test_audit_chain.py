@@ -45,11 +45,19 @@ def resealed(stored: list[StoredEntry]) -> list[StoredEntry]:
     return out
 
 
-def test_leaf_is_the_rfc8785_form_of_the_entry() -> None:
-    item = entry(3, amount=1.0)
-    assert item.leaf() == rfc8785.dumps(
-        {"index": 3, "at": item.at, "kind": item.kind, "request_id": "req_3", "data": {"n": 3, "amount": 1}}
-    )
+def test_leaf_is_compact_sorted_json_of_the_whole_entry() -> None:
+    item = entry(3, amount=1.5, who="zoë")
+    leaf = item.leaf()
+    assert json.loads(leaf) == {"index": 3, "at": item.at, "kind": item.kind, "request_id": "req_3",
+                                "data": {"n": 3, "amount": 1.5, "who": "zoë"}}
+    assert leaf == item.leaf()  # deterministic: the same entry always makes the same leaf
+    assert leaf.startswith(b'{"at":') and b" " not in leaf.replace(b"zo\xc3\xab", b"")
+    assert "zoë".encode() in leaf  # UTF-8, not \u escapes
+
+
+def test_a_leaf_cannot_hold_nan() -> None:
+    with pytest.raises(ValueError):
+        entry(0, amount=float("nan")).leaf()
 
 
 def test_leaf_hash_is_rfc6962_with_the_zero_prefix() -> None:

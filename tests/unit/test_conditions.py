@@ -8,14 +8,16 @@ from typing import Any
 import pytest
 
 from conftest import WEDNESDAY
+from interlock.core.action import ActionRequest, parse_request
 from interlock.core.conditions import (
+    VARIABLES,
     Activation,
     Condition,
     ConditionSyntaxError,
     History,
     NoHistory,
-    variables_for,
 )
+from interlock.core.errors import RequestError
 
 
 class TableHistory:
@@ -44,7 +46,7 @@ def variables(**overrides: Any) -> dict[str, Any]:
         "now": WEDNESDAY,
     }
     base.update(overrides)
-    return variables_for(**base)
+    return base
 
 
 def evaluate(source: str, history: History | None = None, **overrides: Any) -> bool | str:
@@ -75,9 +77,28 @@ def test_conditions_see_the_request(source: str, expected: bool) -> None:
     assert evaluate(source) is expected
 
 
-def test_variables_for_names_every_cel_variable_but_history() -> None:
-    assert set(variables()) == {"principal", "delegators", "action", "resource", "params", "context", "channel",
-                                "now"}
+def test_the_cel_environment_declares_every_request_variable_and_history() -> None:
+    assert set(VARIABLES) == {"principal", "delegators", "action", "resource", "params", "context", "channel",
+                              "now", "history"}
+
+
+@pytest.mark.parametrize(
+    ("source", "read"),
+    [
+        ("params.amount <= 1000", {"params"}),
+        ("now.getDayOfWeek() in [0, 6] && channel == 'chat'", {"now", "channel"}),
+        ("history.count('payments.transfer', '1h') < 3", {"history"}),
+        ("'params' == 'x' || true", {"params"}),  # over-approximates: a word in a string still binds
+    ],
+)
+def test_a_condition_knows_which_variables_it_reads(source: str, read: set[str]) -> None:
+    assert Condition.compile(source).variables == read
+
+
+def test_a_variable_left_unbound_is_an_error_not_a_pass() -> None:
+    # Only the variables a rule reads are bound; were one missed, the condition must deny, never allow.
+    result = Activation({"params": {"amount": 5}}, NoHistory()).evaluate(Condition.compile("channel != 'chat'"))
+    assert isinstance(result, str)
 
 
 @pytest.mark.parametrize(
@@ -161,23 +182,28 @@ def test_now_is_whatever_time_is_passed() -> None:
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    "change",
     [
         {"params": {"recipient": "DE89\x00GB33"}},
         {"params": {"amount\x00": 5}},
         {"params": {"nested": [{"deep": "x\x00"}]}},
         {"context": {"ip": "10.0.0.1\x00"}},
         {"principal": {"id": "agent:a", "kind": "agent", "attributes": {"known": ["DE89\x00"]}}},
-        {"delegators": [{"id": "user:ceo", "kind": "human", "attributes": {"x\x00": 1}}]},
+        {"on_behalf_of": [{"id": "user:ceo", "kind": "human", "attributes": {"x\x00": 1}}]},
     ],
 )
-def test_a_nul_anywhere_in_the_request_is_a_message_not_a_truncated_match(overrides: dict[str, Any]) -> None:
-    # The CEL engine cuts strings at U+0000; judging `DE89` while the grant binds `DE89\0GB33` is a bypass.
-    for source in ("params.recipient == 'DE89'", "'amount' in params", "true"):
-        assert isinstance(evaluate(source, **overrides), str)
+def test_a_nul_anywhere_in_a_request_is_refused_before_any_condition_sees_it(change: dict[str, Any]) -> None:
+    # The CEL engine cuts strings at U+0000: it would judge `DE89` while the grant binds `DE89\0GB33`.
+    document = {"principal": {"id": "agent:a", "kind": "agent"}, "action": "payments.transfer",
+                "resource": "account:treasury", "params": {}, "channel": "api", **change}
+    with pytest.raises(RequestError) as refused:
+        parse_request(document)
+    assert refused.value.code == "input.invalid"
+    with pytest.raises(RequestError):
+        ActionRequest(**document)  # built in code, not parsed: the same check
 
 
-def test_the_engine_would_truncate_at_nul_which_is_why_it_is_refused() -> None:
-    # Without the guard `'DE89\0GB33' == 'DE89'` came out true; a plain value still compares exactly.
-    assert evaluate("params.recipient == 'DE89'", params={"recipient": "DE89"}) is True
+def test_the_engine_truncates_at_nul_which_is_why_requests_with_it_are_refused() -> None:
+    # Documents the engine's behaviour the refusal above protects against.
+    assert evaluate("params.recipient == 'DE89'", params={"recipient": "DE89\x00GB33"}) is True
     assert evaluate("params.recipient == 'DE89'", params={"recipient": "DE89 GB33"}) is False

@@ -10,6 +10,7 @@ import pytest
 from conftest import WEDNESDAY, ceo_payment
 from interlock.core.action import ActionRequest, parse_request
 from interlock.core.decision import decide
+from interlock.core.errors import RequestError
 from interlock.core.policy import Policy, load_policy
 
 SATURDAY = datetime.datetime(2026, 11, 28, 9, 0, tzinfo=datetime.UTC)
@@ -306,17 +307,11 @@ def test_seed_large_transfer_needs_two_finance_approvers(seed_policy: Policy) ->
     assert requirement.separate_channel
 
 
-def test_a_nul_in_a_param_cannot_pass_a_condition(seed_policy: Policy) -> None:
+def test_a_nul_in_a_param_never_reaches_a_condition(seed_policy: Policy) -> None:
     # `in known_recipients` would see the part before U+0000 only: an unknown recipient passing as known.
     known = "DE89370400440532013000"
-    sneaky = parse_request({**ceo_payment(amount=500, recipient=f"{known}\x00GB33BUKB20201555555555"),
-                            "on_behalf_of": [], "channel": "api"})
-    decision = decide(seed_policy, sneaky, WEDNESDAY, FakeHistory())
-    assert decision.outcome == "deny"
-    assert decision.reasons == ("policy.condition_error",)
-    assert "U+0000" in decision.explanation
-
-
-def test_a_nul_does_not_matter_where_no_condition_looks(seed_policy: Policy) -> None:
-    emergency = parse_request({**ceo_payment(), "action": "access.emergency_grant", "params": {"note": "a\x00b"}})
-    assert decide(seed_policy, emergency, WEDNESDAY).outcome == "require_approval"
+    with pytest.raises(RequestError) as refused:
+        parse_request({**ceo_payment(amount=500, recipient=f"{known}\x00GB33BUKB20201555555555"),
+                       "on_behalf_of": [], "channel": "api"})
+    assert refused.value.code == "input.invalid"
+    assert "U+0000" in refused.value.message

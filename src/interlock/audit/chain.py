@@ -1,18 +1,19 @@
 """The audit log as a hash chain of RFC 6962 leaves, and its verification.
 
-Each entry's canonical JSON (RFC 8785) is a Merkle leaf, hashed as SHA-256(0x00 || leaf) per
-RFC 6962 §2.1, so a Merkle tree with signed checkpoints can later be built over the same leaves.
+Each entry is serialised once, as compact UTF-8 JSON with sorted keys, and those stored bytes are the
+Merkle leaf, hashed as SHA-256(0x00 || leaf) per RFC 6962 §2.1, so a Merkle tree with signed
+checkpoints can later be built over the same leaves. Verification hashes the stored bytes and never
+re-serialises, so the leaf need not be canonical — only deterministic for whoever writes it.
 The chain hash links every leaf to all before it: chain[i] = SHA-256(chain[i-1] || leaf_hash[i]).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-
-import rfc8785
 
 from interlock.core import strict_json
 
@@ -30,9 +31,8 @@ class AuditEntry:
     data: dict[str, Any]
 
     def leaf(self) -> bytes:
-        return rfc8785.dumps(
-            {"index": self.index, "at": self.at, "kind": self.kind, "request_id": self.request_id, "data": self.data}
-        )
+        body = {"index": self.index, "at": self.at, "kind": self.kind, "request_id": self.request_id, "data": self.data}
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import hashlib
 from typing import Any, Literal, TypeVar
 
 import rfc8785
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from interlock.core import strict_json
 from interlock.core.errors import RequestError
@@ -40,6 +40,14 @@ class ActionSpec(_Frozen):
     action: str = Field(pattern=ACTION_NAME, max_length=256)
     resource: str = Field(pattern=_ID)
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_json_values(cls, data: Any) -> Any:
+        # However a request is built (parsed, from a dict, in code), its values obey the strict JSON limits.
+        if isinstance(data, dict):
+            strict_json.check_value(data)
+        return data
 
     def digest(self) -> str:
         """SHA-256 (hex) over the RFC 8785 canonical JSON of `{action, resource, params}`."""
@@ -77,7 +85,6 @@ _M = TypeVar("_M", bound=BaseModel)
 
 
 def _from_value(model: type[_M], value: Any) -> _M:
-    strict_json.check_value(value)
     if not isinstance(value, dict):
         raise RequestError("input.invalid", f"expected a JSON object, got {type(value).__name__}")
     try:
@@ -92,11 +99,11 @@ def _from_value(model: type[_M], value: Any) -> _M:
 
 def parse_request(document: bytes | str | dict[str, Any]) -> ActionRequest:
     """Parse and validate an action request from strict JSON (or an already-parsed dict)."""
-    value = document if isinstance(document, dict) else strict_json.parse(document)
+    value = document if isinstance(document, dict) else strict_json.parse(document, check=False)
     return _from_value(ActionRequest, value)
 
 
 def parse_action(document: bytes | str | dict[str, Any]) -> ActionSpec:
     """Parse and validate the `{action, resource, params}` an executor is about to run."""
-    value = document if isinstance(document, dict) else strict_json.parse(document)
+    value = document if isinstance(document, dict) else strict_json.parse(document, check=False)
     return _from_value(ActionSpec, value)

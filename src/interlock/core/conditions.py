@@ -8,7 +8,7 @@ exception, so `evaluate` accepts nothing but a BOOL result: anything else is a `
 from __future__ import annotations
 
 import contextvars
-import datetime
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -89,12 +89,20 @@ def _one_line(engine_message: str) -> str:
     return "; ".join(problems) or " ".join(text.split())
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 @dataclass(frozen=True)
 class Condition:
-    """A compiled CEL condition."""
+    """A compiled CEL condition, and the variables it may read (so only those are bound per request).
+
+    `variables` over-approximates: every declared name that appears as a word in the source. A name
+    left out would leave its variable unbound, which evaluates to an error and so denies: safe either way.
+    """
 
     source: str
     _program: Any
+    variables: frozenset[str]
 
     @classmethod
     def compile(cls, source: str) -> Condition:
@@ -105,67 +113,35 @@ class Condition:
         result_type = program.return_type()
         if result_type not in (cel.Type.BOOL, cel.Type.DYN):
             raise ConditionSyntaxError(f"condition yields {result_type.name()}, not a boolean")
-        return cls(source, program)
+        used = frozenset(_IDENTIFIER.findall(source)) & VARIABLES.keys()
+        return cls(source, program, used)
 
 
 class Activation:
-    """The variables of one request, built once and shared by every condition evaluated for it."""
+    """The variables of one request, built once and shared by every condition evaluated for it.
 
-    __slots__ = ("_activation", "_history", "_unfaithful")
+    The values must have passed `strict_json.check_value`: in particular no string may hold U+0000,
+    which cel-cpp cuts strings at (a recipient `"DE89…\u0000evil"` would be judged as `"DE89…"`).
+    """
+
+    __slots__ = ("_activation", "_history")
 
     def __init__(self, variables: Mapping[str, Any], history: History) -> None:
-        # INVARIANT 8 (parser differentials are a bypass): cel-cpp cuts strings at U+0000, so a recipient
-        # `"DE89…\u0000evil"` would be judged as `"DE89…"` while the grant binds the whole string.
-        self._unfaithful = _has_nul(variables)
-        self._activation = None if self._unfaithful else _ENV.Activation({**variables, "history": ""})
+        self._activation = _ENV.Activation({**variables, "history": ""})
         self._history = history
 
     def evaluate(self, condition: Condition) -> bool | str:
         """True/False, or an error message (a str) when the condition did not yield a boolean."""
-        if self._unfaithful:
-            return "cannot be evaluated: a string in the request contains U+0000"
-        token = _current_history.set(self._history)
+        uses_history = "history" in condition.variables
+        token = _current_history.set(self._history) if uses_history else None
         try:
             value = condition._program.eval(self._activation)
         except Exception as exc:  # noqa: BLE001 — any engine failure is a condition error, never a pass
             return f"evaluation failed: {exc}"
         finally:
-            _current_history.reset(token)
+            if token is not None:
+                _current_history.reset(token)
         if value.type() != cel.Type.BOOL:
             return f"yielded {value.type().name()}: {value.value()}"
         result = value.value()
         return result if isinstance(result, bool) else f"yielded non-boolean {result!r}"
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, Mapping):
-        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_has_nul(item) for item in value)
-    return False
-
-
-def variables_for(
-    *,
-    principal: dict[str, Any],
-    delegators: list[dict[str, Any]],
-    action: str,
-    resource: str,
-    params: dict[str, Any],
-    context: dict[str, Any],
-    channel: str,
-    now: datetime.datetime,
-) -> dict[str, Any]:
-    """The CEL variables for a request (`history` is bound separately)."""
-    return {
-        "principal": principal,
-        "delegators": delegators,
-        "action": action,
-        "resource": resource,
-        "params": params,
-        "context": context,
-        "channel": channel,
-        "now": now,
-    }

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from interlock.core.action import ActionRequest
-from interlock.core.conditions import Activation, History, NoHistory, variables_for
+from interlock.core.conditions import Activation, History, NoHistory
 from interlock.core.policy import ApprovalRequirement, Policy, Rule
 
 Outcome = Literal["allow", "deny", "require_approval"]
@@ -62,16 +63,17 @@ def decide(
     history: History | None = None,
 ) -> Decision:
     """Deny beats require_approval beats allow; no matching rule, or any condition error, denies."""
-    sensitive = policy.is_sensitive(request.action)
-    candidates = policy.rules_for(request.action)
-    if not candidates:
+    candidates = policy.candidates(request.action)
+    sensitive = candidates.sensitive
+    if not candidates.rules:
         return _deny(policy, sensitive, "policy.no_matching_rule", f"no rule covers `{request.action}`")
     activation: Activation | None = None
     matched: list[Rule] = []
-    for rule in candidates:
+    for rule in candidates.rules:
         if rule.condition is not None:
             if activation is None:
-                activation = Activation(_variables(request, now), history or NoHistory())
+                variables = _variables(request, now, candidates.variables)
+                activation = Activation(variables, history or NoHistory())
             result = activation.evaluate(rule.condition)
             if isinstance(result, str):
                 # INVARIANT 5: an erroring condition never opens a door nor skips a deny rule.
@@ -82,7 +84,11 @@ def decide(
             if not result:
                 continue
         matched.append(rule)
-    return _combine(policy, request, sensitive, matched)
+    key = (request.action, *(rule.id for rule in matched))
+    decision = policy.decisions.get(key)
+    if decision is None:
+        decision = policy.remember_decision(key, _combine(policy, request, sensitive, matched))
+    return decision
 
 
 def _combine(policy: Policy, request: ActionRequest, sensitive: bool, matched: list[Rule]) -> Decision:
@@ -115,14 +121,18 @@ def _explain(verb: str, rules: list[Rule]) -> str:
     return f"{verb} {', '.join(parts)}"
 
 
-def _variables(request: ActionRequest, now: datetime.datetime) -> dict[str, object]:
-    return variables_for(
-        principal=request.principal.as_cel(),
-        delegators=[p.as_cel() for p in request.on_behalf_of],
-        action=request.action,
-        resource=request.resource,
-        params=request.params,
-        context=request.context,
-        channel=request.channel,
-        now=now,
-    )
+_BINDINGS: dict[str, Callable[[ActionRequest, datetime.datetime], object]] = {
+    "principal": lambda request, now: request.principal.as_cel(),
+    "delegators": lambda request, now: [p.as_cel() for p in request.on_behalf_of],
+    "action": lambda request, now: request.action,
+    "resource": lambda request, now: request.resource,
+    "params": lambda request, now: request.params,
+    "context": lambda request, now: request.context,
+    "channel": lambda request, now: request.channel,
+    "now": lambda request, now: now,
+}
+
+
+def _variables(request: ActionRequest, now: datetime.datetime, names: frozenset[str]) -> dict[str, object]:
+    """Only the CEL variables the candidate rules read: converting the others would be wasted work."""
+    return {name: _BINDINGS[name](request, now) for name in names if name in _BINDINGS}

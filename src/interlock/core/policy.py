@@ -5,8 +5,8 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 from collections.abc import Hashable
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -15,6 +15,7 @@ from interlock.core.conditions import Condition, ConditionSyntaxError
 from interlock.core.durations import parse_duration
 from interlock.core.errors import PolicyError
 
+T = TypeVar("T")
 Effect = Literal["allow", "deny", "require_approval"]
 Independence = Literal["requester", "delegators"]
 GROUP_PREFIX = "group:"
@@ -97,6 +98,16 @@ def _is_glob(pattern: str) -> bool:
     return any(ch in pattern for ch in "*?[")
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """What deciding one action involves: its rules in policy order, the CEL variables they read,
+    and whether the action is sensitive."""
+
+    rules: tuple[Rule, ...]
+    variables: frozenset[str]
+    sensitive: bool
+
+
 class _RuleIndex:
     """Rules by action: exact names in a dict, globs bucketed by their literal first segment.
 
@@ -106,12 +117,13 @@ class _RuleIndex:
 
     _CACHE_LIMIT = 4096
 
-    def __init__(self, rules: list[Rule]) -> None:
+    def __init__(self, rules: list[Rule], sensitive: list[str]) -> None:
+        self._sensitive = sensitive
         self._exact: dict[str, list[Rule]] = {}
         self._globs_by_head: dict[str, list[Rule]] = {}
         self._globs_anywhere: list[Rule] = []
         self._order = {id(rule): n for n, rule in enumerate(rules)}
-        self._cache: dict[str, tuple[Rule, ...]] = {}
+        self._cache: dict[str, Candidates] = {}
         for rule in rules:
             if not _is_glob(rule.action):
                 self._exact.setdefault(rule.action, []).append(rule)
@@ -122,7 +134,7 @@ class _RuleIndex:
             else:
                 self._globs_by_head.setdefault(head, []).append(rule)
 
-    def rules_for(self, action: str) -> tuple[Rule, ...]:
+    def candidates(self, action: str) -> Candidates:
         cached = self._cache.get(action)
         if cached is not None:
             return cached
@@ -131,7 +143,9 @@ class _RuleIndex:
         found += [r for r in self._globs_by_head.get(head, ()) if r.covers(action)]
         found += [r for r in self._globs_anywhere if r.covers(action)]
         found.sort(key=lambda rule: self._order[id(rule)])
-        result = tuple(found)
+        variables = frozenset().union(*(r.condition.variables for r in found if r.condition))
+        sensitive = any(fnmatch.fnmatchcase(action, pattern) for pattern in self._sensitive)
+        result = Candidates(tuple(found), variables, sensitive)
         if len(self._cache) >= self._CACHE_LIMIT:
             self._cache.clear()
         self._cache[action] = result
@@ -146,12 +160,23 @@ class Policy:
     spec: PolicySpec
     rules: tuple[Rule, ...]
     _index: _RuleIndex
+    # Decisions by (action, matched rule ids): the same rules always combine the same way.
+    decisions: dict[tuple[str, ...], Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def remember_decision(self, key: tuple[str, ...], decision: T) -> T:
+        if len(self.decisions) >= 4096:
+            self.decisions.clear()
+        self.decisions[key] = decision
+        return decision
+
+    def candidates(self, action: str) -> Candidates:
+        return self._index.candidates(action)
 
     def rules_for(self, action: str) -> tuple[Rule, ...]:
-        return self._index.rules_for(action)
+        return self._index.candidates(action).rules
 
     def is_sensitive(self, action: str) -> bool:
-        return any(fnmatch.fnmatchcase(action, pattern) for pattern in self.spec.sensitive)
+        return self._index.candidates(action).sensitive
 
     def executor_for(self, action: str) -> str | None:
         """The executor the policy names for `action` (exact name first, then the first matching glob)."""
@@ -252,7 +277,7 @@ def compile_policy(spec: PolicySpec, version: str, root: yaml.Node | None = None
         rules.append(
             Rule(rule_spec.id, rule_spec.action, rule_spec.effect, condition, requirement, rule_spec.description)
         )
-    return Policy(version, spec, tuple(rules), _RuleIndex(rules))
+    return Policy(version, spec, tuple(rules), _RuleIndex(rules, spec.sensitive))
 
 
 def _requirement(spec: PolicySpec, rule: RuleSpec, approval: ApprovalSpec, line: Any) -> ApprovalRequirement:

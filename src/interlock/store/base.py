@@ -86,6 +86,9 @@ class RequestChange:
     grant: GrantRecord | None = None
 
 
+LoadRequest = Callable[[], tuple[RequestRecord, History]]
+
+
 class Store(Protocol):
     """Persistence for the gate. Every method is atomic; any storage failure raises `store.unavailable`."""
 
@@ -107,10 +110,14 @@ class Store(Protocol):
     def consume_grant(
         self,
         jti: str,
-        check: Callable[[GrantRecord, RequestRecord, History], list[AuditEvent]],
+        check: Callable[[GrantRecord, LoadRequest], list[AuditEvent]],
         consumed_at: datetime.datetime,
     ) -> GrantRecord:
-        """Mark a grant used exactly once (INVARIANT 3), after `check` passes, with its audit entries."""
+        """Mark a grant used exactly once (INVARIANT 3), after `check` passes, with its audit entries.
+
+        `check` gets the grant record and a loader for its request and the requester's history, which
+        it calls only when it must re-decide (loading costs time on every consume otherwise).
+        """
         ...
 
     def record_result(

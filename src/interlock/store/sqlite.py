@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import sqlite3
@@ -20,6 +21,7 @@ from interlock.core.errors import ApprovalError, GrantError, InterlockError, Sto
 from interlock.store.base import (
     AuditEvent,
     GrantRecord,
+    LoadRequest,
     NewRequest,
     RequestChange,
     RequestRecord,
@@ -222,7 +224,7 @@ class SqliteStore:
     def consume_grant(
         self,
         jti: str,
-        check: Callable[[GrantRecord, RequestRecord, History], list[AuditEvent]],
+        check: Callable[[GrantRecord, LoadRequest], list[AuditEvent]],
         consumed_at: datetime.datetime,
     ) -> GrantRecord:
         with self._write() as db:
@@ -231,8 +233,12 @@ class SqliteStore:
                 raise GrantError("grant.not_issued", "no grant with this id was issued by this gate")
             if grant.consumed_at is not None:
                 raise GrantError("grant.already_used", "grant has already been used")
-            record = self._load(db, grant.request_id)
-            events = check(grant, record, _SqliteHistory(db, record.request.principal.id, consumed_at, record.id))
+
+            def load() -> tuple[RequestRecord, History]:
+                record = self._load(db, grant.request_id)
+                return record, _SqliteHistory(db, record.request.principal.id, consumed_at, record.id)
+
+            events = check(grant, load)
             # INVARIANT 3: one conditional update; the row count says who won.
             cursor = db.execute(
                 "UPDATE grants SET consumed_at = ? WHERE jti = ? AND consumed_at IS NULL",
@@ -241,7 +247,7 @@ class SqliteStore:
             if cursor.rowcount != 1:
                 raise GrantError("grant.already_used", "grant has already been used")
             self._append(db, events)
-            return self._grant(db, jti)  # type: ignore[return-value]
+            return dataclasses.replace(grant, consumed_at=consumed_at)
 
     def record_result(self, jti: str, result: str, detail: str, event: AuditEvent) -> GrantRecord:
         with self._write() as db:
