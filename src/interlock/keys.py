@@ -2,53 +2,50 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from joserfc.errors import JoseError
+from joserfc.jwk import OKPKey
 
 from interlock.core.errors import KeyringError
 
 _ACTIVE = "grant-signing.pem"
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _raw(public_key: Ed25519PublicKey) -> bytes:
-    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def thumbprint(public_key: Ed25519PublicKey) -> str:
-    """RFC 7638 JWK thumbprint (SHA-256), used as the `kid`."""
-    members = {"crv": "Ed25519", "kty": "OKP", "x": _b64url(_raw(public_key))}
-    return _b64url(hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest())
+def _load(pem: bytes, path: Path, *, private: bool) -> OKPKey:
+    try:
+        key = OKPKey.import_key(pem)
+    except (JoseError, ValueError, TypeError) as exc:
+        raise KeyringError("keys.invalid", f"{path} is not an Ed25519 key: {exc}") from None
+    if key.curve_name != "Ed25519" or key.is_private != private:
+        raise KeyringError("keys.invalid", f"{path} is not an Ed25519 {'private' if private else 'public'} key")
+    return key
 
 
 @dataclass(frozen=True)
 class KeyRing:
-    """The active signing key and every public key grants may still be verified with."""
+    """The active signing key and every public key grants may still be verified with, by `kid`.
 
-    signing_key: Ed25519PrivateKey
+    The `kid` is the key's RFC 7638 JWK thumbprint.
+    """
+
+    signing_key: OKPKey
     kid: str
-    public_keys: dict[str, Ed25519PublicKey]
+    public_keys: dict[str, OKPKey]
 
     @classmethod
     def generate(cls) -> KeyRing:
         """A fresh in-memory key ring (tests, dry runs)."""
-        return cls.from_private_key(Ed25519PrivateKey.generate())
+        return cls.from_private_key(OKPKey.generate_key("Ed25519", private=True))
 
     @classmethod
-    def from_private_key(cls, key: Ed25519PrivateKey) -> KeyRing:
-        kid = thumbprint(key.public_key())
-        return cls(key, kid, {kid: key.public_key()})
+    def from_private_key(cls, key: OKPKey) -> KeyRing:
+        kid = key.thumbprint()
+        public = OKPKey.import_key(key.as_dict(private=False))
+        return cls(key, kid, {kid: public})
 
     @classmethod
     def load_or_create(cls, directory: Path) -> KeyRing:
@@ -56,10 +53,7 @@ class KeyRing:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = directory / _ACTIVE
         if not path.exists():
-            key = Ed25519PrivateKey.generate()
-            pem = key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
+            pem = OKPKey.generate_key("Ed25519", private=True).as_pem(private=True)
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
@@ -69,21 +63,17 @@ class KeyRing:
                     handle.write(pem)
                     handle.flush()
                     os.fsync(handle.fileno())
-        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(loaded, Ed25519PrivateKey):
-            raise KeyringError("keys.invalid", f"{path} is not an Ed25519 private key")
-        ring = cls.from_private_key(loaded)
+        ring = cls.from_private_key(_load(path.read_bytes(), path, private=True))
         for retired in sorted(directory.glob("*.pub.pem")):
-            public = serialization.load_pem_public_key(retired.read_bytes())
-            if isinstance(public, Ed25519PublicKey):
-                ring.public_keys.setdefault(thumbprint(public), public)
+            public = _load(retired.read_bytes(), retired, private=False)
+            ring.public_keys.setdefault(public.thumbprint(), public)
         return ring
 
     def jwks(self) -> dict[str, Any]:
         """The public keys as an RFC 7517 JWK Set."""
         return {
             "keys": [
-                {"kty": "OKP", "crv": "Ed25519", "x": _b64url(_raw(key)), "kid": kid, "alg": "EdDSA", "use": "sig"}
+                {**key.as_dict(private=False), "kid": kid, "alg": "EdDSA", "use": "sig"}
                 for kid, key in self.public_keys.items()
             ]
         }

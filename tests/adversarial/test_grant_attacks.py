@@ -16,6 +16,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from joserfc.jwk import OKPKey
 
 from conftest import FixedClock, spec_of
 from interlock import grant_tokens
@@ -23,7 +24,7 @@ from interlock.core.action import parse_action, parse_request
 from interlock.core.errors import GrantError
 from interlock.core.grant import build_claims
 from interlock.gate import Gate
-from interlock.keys import KeyRing, thumbprint
+from interlock.keys import KeyRing
 
 from .grant_flow import approved_ceo_payment, audit_log
 
@@ -45,7 +46,7 @@ def claims_of(token: str) -> dict[str, Any]:
 
 
 def public_bytes(keys: KeyRing) -> tuple[bytes, bytes]:
-    public = keys.signing_key.public_key()
+    public = keys.signing_key.private_key.public_key()  # the cryptography key under the JWK
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     return raw, pem
@@ -104,7 +105,8 @@ def test_hmac_signed_with_the_public_key_is_refused(
 @pytest.mark.parametrize("alg", ["ES256", "RS256", "eddsa", "Ed25519"])
 def test_other_algorithm_names_are_refused(gate: Gate, granted: tuple[dict[str, Any], str, str], alg: str) -> None:
     document, _, token = granted
-    forged = jws({"alg": alg, "typ": "grant+jwt", "kid": gate.keys.kid}, claims_of(token), gate.keys.signing_key.sign)
+    header = {"alg": alg, "typ": "grant+jwt", "kid": gate.keys.kid}
+    forged = jws(header, claims_of(token), gate.keys.signing_key.private_key.sign)
     refuse(gate, forged, spec_of(document), "grant.bad_algorithm")
     genuine_consume_still_works(gate, granted)
 
@@ -115,7 +117,7 @@ def test_another_token_kind_signed_by_the_real_key_is_not_a_grant(
 ) -> None:
     document, _, token = granted
     header = {"alg": "EdDSA", "kid": gate.keys.kid, **({"typ": typ} if typ else {})}
-    forged = jws(header, claims_of(token), gate.keys.signing_key.sign)
+    forged = jws(header, claims_of(token), gate.keys.signing_key.private_key.sign)
     refuse(gate, forged, spec_of(document), "grant.malformed")
     genuine_consume_still_works(gate, granted)
 
@@ -150,7 +152,9 @@ def test_another_key_claiming_the_gates_kid_does_not_verify(
 ) -> None:
     document, _, token = granted
     attacker = Ed25519PrivateKey.generate()
-    assert thumbprint(attacker.public_key()) != gate.keys.kid
+    pem = attacker.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+    assert KeyRing.from_private_key(OKPKey.import_key(pem)).kid != gate.keys.kid
     forged = jws({"alg": "EdDSA", "typ": "grant+jwt", "kid": gate.keys.kid}, claims_of(token), attacker.sign)
     refuse(gate, forged, spec_of(document), "grant.bad_signature")
     genuine_consume_still_works(gate, granted)

@@ -56,18 +56,19 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def snapshot(home: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, read through a read-only connection (no state is touched)."""
+def snapshot(home: Path) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every table, by column name, read through a read-only connection (no state is touched)."""
     db = sqlite3.connect(f"file:{home / 'interlock.db'}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
     try:
-        return {table: db.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall() for table in TABLES}
+        return {table: [dict(row) for row in db.execute(f"SELECT * FROM {table} ORDER BY rowid")] for table in TABLES}
     finally:
         db.close()
 
 
 def audit_bodies(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """The audit rows' leaves (RFC 8785 JSON) as dicts."""
-    return [json.loads(row[1]) for row in rows]
+    return [json.loads(row["leaf"]) for row in rows]
 
 
 def write(path: Path, body: dict[str, Any] | bytes | str) -> Path:

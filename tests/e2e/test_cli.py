@@ -132,7 +132,7 @@ def test_submit_prints_request_id_outcome_reasons_explanation_and_a_grant_only_w
     assert "policy.no_matching_rule" in denied["reasons"]
 
     rows = snapshot(home)["requests"]
-    assert [(row[0], row[6]) for row in rows] == [
+    assert [(row["id"], row["status"]) for row in rows] == [
         (allowed["request_id"], "allowed"), (held["request_id"], "pending_approval"), (denied["request_id"], "denied"),
     ]
 
@@ -243,7 +243,7 @@ def test_a_grant_for_one_executor_is_refused_to_another(cli: Run, home: Path, tm
     action = write(tmp_path / "action.json", spec_of(seed_request("small-payment")))
     cli("consume", "--grant", grant, "--executor", "reporting-service", action, "--home", home).refused(
         "grant.wrong_executor", 3)
-    assert snapshot(home)["grants"][0][8] is None, "a refused grant stays unconsumed"
+    assert snapshot(home)["grants"][0]["consumed_at"] is None, "a refused grant stays unconsumed"
     cli("consume", "--grant", grant, "--executor", "payments-service", action, "--home", home).ok()
 
 
@@ -251,7 +251,7 @@ def test_a_grant_for_one_executor_is_refused_to_another(cli: Run, home: Path, tm
 
 
 def _request_ids(home: Path) -> list[str]:
-    return [row[0] for row in snapshot(home)["requests"]]
+    return [row["id"] for row in snapshot(home)["requests"]]
 
 
 def test_home_and_policy_come_from_the_environment_and_flags_win(interlock: Run, home: Path, tmp_path: Path) -> None:

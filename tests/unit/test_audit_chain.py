@@ -45,13 +45,13 @@ def resealed(stored: list[StoredEntry]) -> list[StoredEntry]:
     return out
 
 
-def test_leaf_is_compact_sorted_json_of_the_whole_entry() -> None:
+def test_leaf_is_compact_json_of_the_whole_entry() -> None:
     item = entry(3, amount=1.5, who="zoë")
     leaf = item.leaf()
     assert json.loads(leaf) == {"index": 3, "at": item.at, "kind": item.kind, "request_id": "req_3",
                                 "data": {"n": 3, "amount": 1.5, "who": "zoë"}}
     assert leaf == item.leaf()  # deterministic: the same entry always makes the same leaf
-    assert leaf.startswith(b'{"at":') and b" " not in leaf.replace(b"zo\xc3\xab", b"")
+    assert leaf.startswith(b'{"index":3,') and b" " not in leaf
     assert "zoë".encode() in leaf  # UTF-8, not \u escapes
 
 

@@ -1,6 +1,6 @@
 """The audit log as a hash chain of RFC 6962 leaves, and its verification.
 
-Each entry is serialised once, as compact UTF-8 JSON with sorted keys, and those stored bytes are the
+Each entry is serialised once, as compact UTF-8 JSON, and those stored bytes are the
 Merkle leaf, hashed as SHA-256(0x00 || leaf) per RFC 6962 §2.1, so a Merkle tree with signed
 checkpoints can later be built over the same leaves. Verification hashes the stored bytes and never
 re-serialises, so the leaf need not be canonical — only deterministic for whoever writes it.
@@ -32,7 +32,7 @@ class AuditEntry:
 
     def leaf(self) -> bytes:
         body = {"index": self.index, "at": self.at, "kind": self.kind, "request_id": self.request_id, "data": self.data}
-        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import rfc8785
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from interlock.core import strict_json
+from interlock.core.canonical import canonical_json
 from interlock.core.errors import RequestError
 
 _ID = r"^[^\x00-\x1f\x7f]{1,256}$"
@@ -75,7 +76,7 @@ class ActionRequest(ActionSpec):
 def action_digest(action: str, resource: str, params: dict[str, Any]) -> str:
     """SHA-256 (hex) over the RFC 8785 canonical JSON of `{action, resource, params}`."""
     try:
-        canonical = rfc8785.dumps({"action": action, "resource": resource, "params": params})
+        canonical = canonical_json({"action": action, "resource": resource, "params": params})
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise RequestError("input.invalid", f"action cannot be canonicalized: {exc}") from None
     return hashlib.sha256(canonical).hexdigest()

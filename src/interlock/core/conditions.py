@@ -118,30 +118,38 @@ class Condition:
 
 
 class Activation:
-    """The variables of one request, built once and shared by every condition evaluated for it.
+    """The variables of one request, bound once and shared by every condition evaluated for it.
 
     The values must have passed `strict_json.check_value`: in particular no string may hold U+0000,
     which cel-cpp cuts strings at (a recipient `"DE89…\u0000evil"` would be judged as `"DE89…"`).
+    With `shared=False` (one condition to evaluate) the variables are handed to the engine directly,
+    which is faster than building an activation for a single use.
     """
 
-    __slots__ = ("_activation", "_history")
+    __slots__ = ("_bound", "_data", "_history")
 
-    def __init__(self, variables: Mapping[str, Any], history: History) -> None:
-        self._activation = _ENV.Activation({**variables, "history": ""})
+    def __init__(self, variables: Mapping[str, Any], history: History, *, shared: bool = True) -> None:
+        # `history` is only the receiver of history.count()/sum(), which read `_current_history` instead.
+        self._data = variables if "history" in variables else {**variables, "history": ""}
+        self._bound = _ENV.Activation(self._data) if shared else None
         self._history = history
 
     def evaluate(self, condition: Condition) -> bool | str:
         """True/False, or an error message (a str) when the condition did not yield a boolean."""
-        uses_history = "history" in condition.variables
-        token = _current_history.set(self._history) if uses_history else None
+        token = _current_history.set(self._history) if "history" in condition.variables else None
         try:
-            value = condition._program.eval(self._activation)
+            if self._bound is not None:
+                value = condition._program.eval(self._bound)
+            else:
+                value = condition._program.eval(data=self._data)
         except Exception as exc:  # noqa: BLE001 — any engine failure is a condition error, never a pass
             return f"evaluation failed: {exc}"
         finally:
             if token is not None:
                 _current_history.reset(token)
-        if value.type() != cel.Type.BOOL:
-            return f"yielded {value.type().name()}: {value.value()}"
         result = value.value()
-        return result if isinstance(result, bool) else f"yielded non-boolean {result!r}"
+        # Only a BOOL value is a Python bool: an ERROR value (the engine's way to report a missing key,
+        # a type mismatch, a failing function) gives its message instead, so it can never pass as true.
+        if type(result) is bool:
+            return result
+        return f"yielded {value.type().name()}: {result!r}"

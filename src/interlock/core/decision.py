@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -12,6 +13,7 @@ from interlock.core.conditions import Activation, History, NoHistory
 from interlock.core.policy import ApprovalRequirement, Policy, Rule
 
 Outcome = Literal["allow", "deny", "require_approval"]
+_NO_HISTORY = NoHistory()
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,11 @@ class Decision:
         return min((r.expires_in for r in self.requirements), default=None)
 
     def to_json(self) -> dict[str, object]:
+        """The decision as JSON data; computed once per decision, so treat it as read-only."""
+        return self._json
+
+    @functools.cached_property
+    def _json(self) -> dict[str, object]:
         return {
             "outcome": self.outcome,
             "policy_version": self.policy_version,
@@ -73,7 +80,7 @@ def decide(
         if rule.condition is not None:
             if activation is None:
                 variables = _variables(request, now, candidates.variables)
-                activation = Activation(variables, history or NoHistory())
+                activation = Activation(variables, history or _NO_HISTORY, shared=candidates.conditions > 1)
             result = activation.evaluate(rule.condition)
             if isinstance(result, str):
                 # INVARIANT 5: an erroring condition never opens a door nor skips a deny rule.
@@ -84,7 +91,7 @@ def decide(
             if not result:
                 continue
         matched.append(rule)
-    key = (request.action, *(rule.id for rule in matched))
+    key = (request.action, *[rule.id for rule in matched])
     decision = policy.decisions.get(key)
     if decision is None:
         decision = policy.remember_decision(key, _combine(policy, request, sensitive, matched))
@@ -130,9 +137,10 @@ _BINDINGS: dict[str, Callable[[ActionRequest, datetime.datetime], object]] = {
     "context": lambda request, now: request.context,
     "channel": lambda request, now: request.channel,
     "now": lambda request, now: now,
+    "history": lambda request, now: "",
 }
 
 
 def _variables(request: ActionRequest, now: datetime.datetime, names: frozenset[str]) -> dict[str, object]:
     """Only the CEL variables the candidate rules read: converting the others would be wasted work."""
-    return {name: _BINDINGS[name](request, now) for name in names if name in _BINDINGS}
+    return {name: _BINDINGS[name](request, now) for name in names}

@@ -106,6 +106,8 @@ class Candidates:
     rules: tuple[Rule, ...]
     variables: frozenset[str]
     sensitive: bool
+    conditions: int
+    executor: str | None
 
 
 class _RuleIndex:
@@ -117,8 +119,9 @@ class _RuleIndex:
 
     _CACHE_LIMIT = 4096
 
-    def __init__(self, rules: list[Rule], sensitive: list[str]) -> None:
+    def __init__(self, rules: list[Rule], sensitive: list[str], executors: dict[str, str]) -> None:
         self._sensitive = sensitive
+        self._executors = executors
         self._exact: dict[str, list[Rule]] = {}
         self._globs_by_head: dict[str, list[Rule]] = {}
         self._globs_anywhere: list[Rule] = []
@@ -134,6 +137,12 @@ class _RuleIndex:
             else:
                 self._globs_by_head.setdefault(head, []).append(rule)
 
+    def _executor_for(self, action: str) -> str | None:
+        if action in self._executors:
+            return self._executors[action]
+        matching = (name for pattern, name in self._executors.items() if fnmatch.fnmatchcase(action, pattern))
+        return next(matching, None)
+
     def candidates(self, action: str) -> Candidates:
         cached = self._cache.get(action)
         if cached is not None:
@@ -145,7 +154,8 @@ class _RuleIndex:
         found.sort(key=lambda rule: self._order[id(rule)])
         variables = frozenset().union(*(r.condition.variables for r in found if r.condition))
         sensitive = any(fnmatch.fnmatchcase(action, pattern) for pattern in self._sensitive)
-        result = Candidates(tuple(found), variables, sensitive)
+        conditions = sum(1 for r in found if r.condition)
+        result = Candidates(tuple(found), variables, sensitive, conditions, self._executor_for(action))
         if len(self._cache) >= self._CACHE_LIMIT:
             self._cache.clear()
         self._cache[action] = result
@@ -180,10 +190,7 @@ class Policy:
 
     def executor_for(self, action: str) -> str | None:
         """The executor the policy names for `action` (exact name first, then the first matching glob)."""
-        executors = self.spec.executors
-        if action in executors:
-            return executors[action]
-        return next((name for pattern, name in executors.items() if fnmatch.fnmatchcase(action, pattern)), None)
+        return self._index.candidates(action).executor
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -277,7 +284,7 @@ def compile_policy(spec: PolicySpec, version: str, root: yaml.Node | None = None
         rules.append(
             Rule(rule_spec.id, rule_spec.action, rule_spec.effect, condition, requirement, rule_spec.description)
         )
-    return Policy(version, spec, tuple(rules), _RuleIndex(rules, spec.sensitive))
+    return Policy(version, spec, tuple(rules), _RuleIndex(rules, spec.sensitive, spec.executors))
 
 
 def _requirement(spec: PolicySpec, rule: RuleSpec, approval: ApprovalSpec, line: Any) -> ApprovalRequirement:

@@ -19,11 +19,11 @@ def _reject_constant(name: str) -> Any:
 
 
 def _pairs_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise RequestError("input.duplicate_key", f"duplicate key `{key}`", key=key)
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise RequestError("input.duplicate_key", f"duplicate key `{key}`", key=key)
     return result
 
 
@@ -98,9 +98,15 @@ def _is_clean(value: Any, depth: int) -> bool:
     if depth >= MAX_DEPTH:
         return False
     if kind is dict:
-        return all(type(k) is str and _is_clean(k, depth) and _is_clean(v, depth + 1) for k, v in value.items())
+        for key, item in value.items():
+            if type(key) is not str or not _is_clean(key, depth) or not _is_clean(item, depth + 1):
+                return False
+        return True
     if kind is list or kind is tuple:
-        return all(_is_clean(item, depth + 1) for item in value)
+        for item in value:
+            if not _is_clean(item, depth + 1):
+                return False
+        return True
     return False
 
 

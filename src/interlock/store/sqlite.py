@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import sqlite3
 import threading
@@ -45,6 +46,7 @@ def from_micros(value: int | None) -> datetime.datetime | None:
     return datetime.datetime.fromtimestamp(value / 1_000_000, tz=datetime.UTC)
 
 
+@functools.lru_cache(maxsize=64)
 def rfc3339(at: datetime.datetime) -> str:
     return at.astimezone(datetime.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -73,9 +75,9 @@ class _SqliteHistory:
         if not param or not set(param) <= _PARAM_NAME:
             raise ValueError(f"`{param}` is not a parameter name")
         row = self._db.execute(
-            "SELECT total(CAST(json_extract(params_json, ?) AS REAL)) FROM requests WHERE principal_id = ?"
+            "SELECT total(CAST(json_extract(request_json, ?) AS REAL)) FROM requests WHERE principal_id = ?"
             " AND action = ? AND created_at > ? AND id != ? AND status NOT IN (?, ?)",
-            (f"$.{param}", self._principal, action, self._now - window_seconds * 1_000_000, self._exclude,
+            (f"$.params.{param}", self._principal, action, self._now - window_seconds * 1_000_000, self._exclude,
              *_NOT_COUNTED),
         ).fetchone()
         return float(row[0])
@@ -186,12 +188,11 @@ class SqliteStore:
         with self._write() as db:
             new = decide(_SqliteHistory(db, request.principal.id, created_at, None))
             db.execute(
-                "INSERT INTO requests (id, principal_id, action, digest, request_json, params_json, status,"
-                " decision_json, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO requests (id, principal_id, action, digest, request_json, status,"
+                " decision_json, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     request_id, request.principal.id, request.action, digest,
-                    request.model_dump_json(), json.dumps(request.params), new.status,
-                    json.dumps(new.decision), to_micros(created_at),
+                    request.model_dump_json(), new.status, json.dumps(new.decision), to_micros(created_at),
                     to_micros(new.expires_at) if new.expires_at else None,
                 ),
             )
@@ -287,6 +288,7 @@ class SqliteStore:
     def _append(self, db: sqlite3.Connection, events: list[AuditEvent]) -> None:
         last = db.execute("SELECT idx, chain_hash FROM audit ORDER BY idx DESC LIMIT 1").fetchone()
         index, previous = (last[0] + 1, bytes(last[1])) if last else (0, GENESIS)
+        rows = []
         for event in events:
             entry = AuditEntry(index, rfc3339(event.at), event.kind, event.request_id, event.data)
             try:
@@ -294,11 +296,9 @@ class SqliteStore:
             except (TypeError, ValueError) as exc:
                 # An audit entry that cannot be written rolls the state change back with it.
                 raise StoreError("store.unavailable", f"audit entry cannot be written: {exc}") from None
-            db.execute(
-                "INSERT INTO audit (idx, leaf, leaf_hash, chain_hash) VALUES (?, ?, ?, ?)",
-                (stored.index, stored.leaf, stored.leaf_hash, stored.chain_hash),
-            )
+            rows.append((stored.index, stored.leaf, stored.leaf_hash, stored.chain_hash))
             index, previous = index + 1, stored.chain_hash
+        db.executemany("INSERT INTO audit (idx, leaf, leaf_hash, chain_hash) VALUES (?, ?, ?, ?)", rows)
 
     @staticmethod
     def _insert_grant(db: sqlite3.Connection, grant: GrantRecord) -> None:

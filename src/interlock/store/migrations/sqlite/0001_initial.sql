@@ -5,7 +5,6 @@ CREATE TABLE requests (
     action        TEXT NOT NULL,
     digest        TEXT NOT NULL,
     request_json  TEXT NOT NULL,
-    params_json   TEXT NOT NULL,
     status        TEXT NOT NULL CHECK (status IN ('allowed', 'denied', 'pending_approval', 'approved', 'rejected')),
     decision_json TEXT NOT NULL,
     created_at    INTEGER NOT NULL,
