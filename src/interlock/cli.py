@@ -13,11 +13,11 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from interlock.audit.chain import verify
-from interlock.core.action import parse_request
+from interlock.core.action import parse_action, parse_request
 from interlock.core.decision import decide
 from interlock.core.errors import InterlockError, RequestError, StoreError
 from interlock.core.policy import load_policy
-from interlock.gate import Gate, utc_now
+from interlock.gate import OUTCOME_STATUS, Gate, utc_now
 from interlock.home import EXAMPLES, Home
 from interlock.keys import KeyRing
 from interlock.store.sqlite import SqliteStore
@@ -93,8 +93,9 @@ def _with_gate(home: Path | None, policy: Path | None, work: Callable[[Gate], An
 def submit(request: Annotated[Path, typer.Argument(help="Request JSON file, or - for stdin.")],
            home: HomeOpt = None, policy: PolicyOpt = None) -> None:
     """Submit an action request; prints request_id, outcome, grant (when allowed), reasons, explanation."""
-    document = _read(request)
-    _print(_with_gate(home, policy, lambda gate: gate.submit(document).to_json()))
+    with _refusals():
+        parsed = parse_request(_read(request))  # bad input is refused before the home is touched
+    _print(_with_gate(home, policy, lambda gate: gate.submit(parsed).to_json()))
 
 
 @app.command()
@@ -121,8 +122,9 @@ def consume(action: Annotated[Path, typer.Argument(help="JSON file with action, 
             executor: Annotated[str, typer.Option("--executor", help="Who is about to run the action.")],
             home: HomeOpt = None, policy: PolicyOpt = None) -> None:
     """Consume a grant for exactly this action; exit 0 when it may run, 3 when refused."""
-    document = _read(action)
-    consumed = _with_gate(home, policy, lambda gate: gate.consume(grant, executor, document))
+    with _refusals():
+        parsed = parse_action(_read(action))  # bad input is refused before the home is touched
+    consumed = _with_gate(home, policy, lambda gate: gate.consume(grant, executor, parsed))
     _print({"consumed": True, "jti": consumed.jti, "request_id": consumed.request_id,
             "executor": consumed.executor, "action": consumed.action, "digest": consumed.digest})
 
@@ -146,7 +148,9 @@ def check(request: Annotated[Path, typer.Argument(help="Request JSON file, or - 
     document = _read(request)
     with _refusals():
         policy_obj = load_policy(_read(policy))
-        _print(decide(policy_obj, parse_request(document), utc_now()).to_json())
+        decision = decide(policy_obj, parse_request(document), utc_now())
+    # The same outcome words as `submit`, so a dry run reads like the real thing.
+    _print({**decision.to_json(), "outcome": OUTCOME_STATUS[decision.outcome]})
 
 
 @policy_app.command("validate")
@@ -203,7 +207,31 @@ def demo() -> None:
     raise typer.Exit(run())
 
 
+def _is_usage_error(exc: BaseException) -> bool:
+    # click's UsageError, or the one of the copy of click that newer typer versions carry inside.
+    return any(cls.__name__ == "UsageError" for cls in type(exc).__mro__)
+
+
 def main() -> None:
-    app()
+    """Run the CLI; usage errors follow the same one-line, JSON-on-stdout contract as every refusal."""
+    try:
+        code = app(prog_name="interlock", standalone_mode=False)
+    except Exception as exc:
+        if not _is_usage_error(exc):
+            raise
+        ctx: Any = getattr(exc, "ctx", None)
+        if ctx is not None and type(exc).__name__ == "NoArgsIsHelpError":
+            typer.echo(ctx.get_help())
+            sys.exit(EXIT_BAD_INPUT)
+        message = " ".join(exc.format_message().split()) or "invalid usage"  # type: ignore[attr-defined]
+        command = ctx.command_path if ctx else "interlock"
+        error = RequestError("input.usage", f"{message} (see `{command} --help`)")
+        _print(error.to_json())
+        typer.echo(f"interlock: {error.code}: {error.message}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    except typer.Abort:
+        typer.echo("interlock: aborted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
 if __name__ == "__main__":
     main()

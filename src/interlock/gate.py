@@ -31,7 +31,7 @@ from interlock.store.base import (
 )
 
 Clock = Callable[[], datetime.datetime]
-_OUTCOME_STATUS = {"allow": "allowed", "deny": "denied", "require_approval": "pending_approval"}
+OUTCOME_STATUS = {"allow": "allowed", "deny": "denied", "require_approval": "pending_approval"}
 
 
 def utc_now() -> datetime.datetime:
@@ -129,7 +129,7 @@ class Gate:
                     f"no executor is named for `{request.action}`: set `executor` in the request"
                     " or `executors` in the policy", sensitive=decision.sensitive,
                 )
-            status = _OUTCOME_STATUS[decision.outcome]
+            status = OUTCOME_STATUS[decision.outcome]
             events = [
                 self._event("request.submitted", request_id, now, request=request.model_dump(mode="json"),
                             digest=digest),

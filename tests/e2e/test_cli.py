@@ -93,13 +93,13 @@ def test_check_decides_without_writing_any_state(interlock: Run, cli: Run, tmp_p
     state_home = tmp_path / "would-be-home"
     decision = interlock("check", "--policy", SEED_POLICY, SMALL_PAYMENT,
                          env={"INTERLOCK_HOME": str(state_home)}).ok()
-    assert decision["outcome"] == "allow"
+    assert decision["outcome"] == "allowed"  # the same words as `submit`
     assert decision["matched_rules"] == ["small-known-transfers"]
     assert decision["policy_version"] == SEED_VERSION
     assert decision["explanation"]
 
     held = cli("check", "--policy", SEED_POLICY, CEO_PAYMENT, env={"INTERLOCK_HOME": str(state_home)}).ok()
-    assert held["outcome"] == "require_approval"
+    assert held["outcome"] == "pending_approval"
     assert held["requirements"][0]["quorum"] == 2
 
     assert not state_home.exists()
@@ -319,8 +319,11 @@ def test_audit_verify_without_a_store_is_unavailable(interlock: Run, tmp_path: P
 def test_a_missing_option_is_a_usage_error(interlock: Run, home: Path) -> None:
     done = interlock("approve", "req_x", "--channel", "console", "--home", home)
     assert done.code == 2, done
-    assert "Missing option '--as'" in done.stderr
-    assert done.stdout == ""
+    # The same contract as every refusal: JSON on stdout, one line on stderr.
+    assert json.loads(done.stdout)["error"]["code"] == "input.usage"
+    assert done.stderr.strip().splitlines() == [
+        "interlock: input.usage: Missing option '--as'. (see `interlock approve --help`)"
+    ]
     assert not (home / "interlock.db").exists()
 
 
