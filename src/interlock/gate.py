@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from interlock.store.base import (
 )
 
 Clock = Callable[[], datetime.datetime]
+_log = logging.getLogger(__name__)
 OUTCOME_STATUS = {"allow": "allowed", "deny": "denied", "require_approval": "pending_approval"}
 
 
@@ -149,11 +151,6 @@ class Gate:
                                 grant=new.grant)
         return self._state(written, now)
 
-    def check(self, document: ActionRequest | dict[str, Any] | bytes | str) -> Decision:
-        """Dry run: the decision for a request with no history and no state written."""
-        request = document if isinstance(document, ActionRequest) else parse_request(document)
-        return decide(self.policy, request, self.clock())
-
     def status(self, request_id: str) -> RequestState:
         record = self.store.get_request(request_id)
         return self._state(record, self.clock())
@@ -244,9 +241,6 @@ class Gate:
 
     def verify_audit(self) -> Verification:
         return verify(self.store.audit_entries())
-
-    def jwks(self) -> dict[str, Any]:
-        return self.keys.jwks()
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -340,8 +334,9 @@ class Gate:
         try:
             self.store.append_audit([self._event(kind, request_id, now, code=refusal.code,
                                                  message=refusal.message, **data)])
-        except InterlockError:
-            pass  # the refusal stands whether or not it could be written down
+        except InterlockError as error:
+            # The refusal stands whether or not it could be written down; say that it was not.
+            _log.error("could not audit a %s (%s): %s", kind, refusal.code, error.message)
 
 
 def _requirements(decision: dict[str, Any]) -> list[ApprovalRequirement]:
