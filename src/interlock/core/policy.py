@@ -193,7 +193,7 @@ class Policy:
         return self._index.candidates(action).executor
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """SafeLoader that refuses duplicate mapping keys (a silently overwritten rule is a hidden door)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -210,7 +210,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     None, None, f"duplicate key `{key}`", key_node.start_mark
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -239,13 +240,17 @@ def _fail(message: str, line: int | None) -> PolicyError:
 def load_policy(text: str | bytes) -> Policy:
     """Parse, validate and compile a policy; any problem is a `policy.invalid` naming the line."""
     raw = text.encode() if isinstance(text, str) else text
+    loader = _UniqueKeyLoader(raw)
     try:
-        root = yaml.compose(raw, Loader=_UniqueKeyLoader)
-        document = yaml.load(raw, Loader=_UniqueKeyLoader)  # noqa: S506
+        # Composed once: the node tree gives line numbers, and the document is constructed from it.
+        root = loader.get_single_node()
+        document = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         raise _fail(f"YAML error: {problem}", mark.line + 1 if mark else None) from None
+    finally:
+        loader.dispose()
     if not isinstance(document, dict):
         raise _fail("a policy is a YAML mapping with `version` and `rules`", 1)
     try:
