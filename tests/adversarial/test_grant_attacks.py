@@ -59,7 +59,7 @@ def granted(gate: Gate) -> tuple[dict[str, Any], str, str]:
     return document, state.request_id, state.grant
 
 
-def refuse(gate: Gate, token: Any, action: dict[str, Any], code: str, executor: str = EXECUTOR) -> None:
+def assert_refused(gate: Gate, token: Any, action: dict[str, Any], code: str, executor: str = EXECUTOR) -> None:
     """Present a grant; it must be refused with `code`, audited as refused, and consume nothing."""
     consumed_before = [e for e in audit_log(gate) if e["kind"] == "grant.consumed"]
     with pytest.raises(GrantError) as refused:
@@ -70,7 +70,7 @@ def refuse(gate: Gate, token: Any, action: dict[str, Any], code: str, executor: 
     assert log[-1]["kind"] == "grant.refused" and log[-1]["data"]["code"] == code
 
 
-def genuine_consume_still_works(gate: Gate, granted: tuple[dict[str, Any], str, str]) -> None:
+def assert_genuine_consume_still_works(gate: Gate, granted: tuple[dict[str, Any], str, str]) -> None:
     document, request_id, token = granted
     assert not gate.status(request_id).consumed
     consumption = gate.consume(token, EXECUTOR, spec_of(document))
@@ -85,8 +85,8 @@ def test_alg_none_is_refused(gate: Gate, granted: tuple[dict[str, Any], str, str
     document, _, token = granted
     for alg in ("none", "None", "NONE"):
         forged = jws({"alg": alg, "typ": "grant+jwt", "kid": gate.keys.kid}, claims_of(token), None)
-        refuse(gate, forged, spec_of(document), "grant.bad_algorithm")
-    genuine_consume_still_works(gate, granted)
+        assert_refused(gate, forged, spec_of(document), "grant.bad_algorithm")
+    assert_genuine_consume_still_works(gate, granted)
 
 
 @pytest.mark.parametrize("secret", ["raw", "pem"])
@@ -98,8 +98,8 @@ def test_hmac_signed_with_the_public_key_is_refused(
     key = dict(zip(("raw", "pem"), public_bytes(gate.keys), strict=True))[secret]
     forged = jws({"alg": "HS256", "typ": "grant+jwt", "kid": gate.keys.kid}, claims_of(token),
                  lambda data: hmac.new(key, data, hashlib.sha256).digest())
-    refuse(gate, forged, spec_of(document), "grant.bad_algorithm")
-    genuine_consume_still_works(gate, granted)
+    assert_refused(gate, forged, spec_of(document), "grant.bad_algorithm")
+    assert_genuine_consume_still_works(gate, granted)
 
 
 @pytest.mark.parametrize("alg", ["ES256", "RS256", "eddsa", "Ed25519"])
@@ -107,8 +107,8 @@ def test_other_algorithm_names_are_refused(gate: Gate, granted: tuple[dict[str, 
     document, _, token = granted
     header = {"alg": alg, "typ": "grant+jwt", "kid": gate.keys.kid}
     forged = jws(header, claims_of(token), gate.keys.signing_key.private_key.sign)
-    refuse(gate, forged, spec_of(document), "grant.bad_algorithm")
-    genuine_consume_still_works(gate, granted)
+    assert_refused(gate, forged, spec_of(document), "grant.bad_algorithm")
+    assert_genuine_consume_still_works(gate, granted)
 
 
 @pytest.mark.parametrize("typ", ["JWT", "at+jwt", None])
@@ -118,8 +118,8 @@ def test_another_token_kind_signed_by_the_real_key_is_not_a_grant(
     document, _, token = granted
     header = {"alg": "EdDSA", "kid": gate.keys.kid, **({"typ": typ} if typ else {})}
     forged = jws(header, claims_of(token), gate.keys.signing_key.private_key.sign)
-    refuse(gate, forged, spec_of(document), "grant.malformed")
-    genuine_consume_still_works(gate, granted)
+    assert_refused(gate, forged, spec_of(document), "grant.malformed")
+    assert_genuine_consume_still_works(gate, granted)
 
 
 @pytest.mark.parametrize("carrier", ["jwk", "jku", "x5u", "x5c"])
@@ -134,8 +134,8 @@ def test_a_header_carrying_the_attackers_own_key_is_refused(
               "x5c": ["MIIBattacker"]}
     # The kid is the gate's own, so only the key-carrying header can be what refuses.
     header = {"alg": "EdDSA", "typ": "grant+jwt", "kid": gate.keys.kid, carrier: values[carrier]}
-    refuse(gate, jws(header, claims_of(token), attacker.sign), spec_of(document), "grant.malformed")
-    genuine_consume_still_works(gate, granted)
+    assert_refused(gate, jws(header, claims_of(token), attacker.sign), spec_of(document), "grant.malformed")
+    assert_genuine_consume_still_works(gate, granted)
 
 
 def test_a_grant_from_another_key_ring_names_an_unknown_key(
@@ -143,8 +143,8 @@ def test_a_grant_from_another_key_ring_names_an_unknown_key(
 ) -> None:
     document, _, token = granted
     other = KeyRing.generate()
-    refuse(gate, grant_tokens.sign(claims_of(token), other), spec_of(document), "grant.unknown_key")
-    genuine_consume_still_works(gate, granted)
+    assert_refused(gate, grant_tokens.sign(claims_of(token), other), spec_of(document), "grant.unknown_key")
+    assert_genuine_consume_still_works(gate, granted)
 
 
 def test_another_key_claiming_the_gates_kid_does_not_verify(
@@ -156,8 +156,8 @@ def test_another_key_claiming_the_gates_kid_does_not_verify(
                                  serialization.NoEncryption())
     assert KeyRing.from_private_key(OKPKey.import_key(pem)).kid != gate.keys.kid
     forged = jws({"alg": "EdDSA", "typ": "grant+jwt", "kid": gate.keys.kid}, claims_of(token), attacker.sign)
-    refuse(gate, forged, spec_of(document), "grant.bad_signature")
-    genuine_consume_still_works(gate, granted)
+    assert_refused(gate, forged, spec_of(document), "grant.bad_signature")
+    assert_genuine_consume_still_works(gate, granted)
 
 
 def test_a_flipped_signature_character_does_not_verify(gate: Gate, granted: tuple[dict[str, Any], str, str]) -> None:
@@ -165,8 +165,8 @@ def test_a_flipped_signature_character_does_not_verify(gate: Gate, granted: tupl
     head, payload, signature = token.split(".")
     middle = len(signature) // 2
     flipped = signature[:middle] + ("A" if signature[middle] != "A" else "B") + signature[middle + 1:]
-    refuse(gate, f"{head}.{payload}.{flipped}", spec_of(document), "grant.bad_signature")
-    genuine_consume_still_works(gate, granted)
+    assert_refused(gate, f"{head}.{payload}.{flipped}", spec_of(document), "grant.bad_signature")
+    assert_genuine_consume_still_works(gate, granted)
 
 
 def test_claims_edited_under_the_real_signature_do_not_verify(
@@ -177,8 +177,8 @@ def test_claims_edited_under_the_real_signature_do_not_verify(
     claims = claims_of(token)
     claims["authorization_details"][0]["digest"] = "0" * 64
     payload = b64(json.dumps(claims).encode())
-    refuse(gate, f"{head}.{payload}.{signature}", spec_of(document), "grant.bad_signature")
-    genuine_consume_still_works(gate, granted)
+    assert_refused(gate, f"{head}.{payload}.{signature}", spec_of(document), "grant.bad_signature")
+    assert_genuine_consume_still_works(gate, granted)
 
 
 def _garbage(token: str) -> dict[str, tuple[Any, str]]:
@@ -207,10 +207,10 @@ def test_truncated_and_garbage_tokens_are_refused(gate: Gate, granted: tuple[dic
     document, _, token = granted
     for name, (bad, code) in _garbage(token).items():
         try:
-            refuse(gate, bad, spec_of(document), code)
+            assert_refused(gate, bad, spec_of(document), code)
         except AssertionError as failure:
             raise AssertionError(f"{name}: {failure}") from None
-    genuine_consume_still_works(gate, granted)
+    assert_genuine_consume_still_works(gate, granted)
 
 
 # --- the gate's own grant, presented in the wrong time, place or for the wrong action ----------------
@@ -221,11 +221,11 @@ def test_an_expired_grant_is_refused(gate: Gate, clock: FixedClock, granted: tup
     claims = claims_of(token)
     assert claims["exp"] - claims["iat"] == 300
     clock.advance(seconds=300 + gate.nbf_leeway)
-    refuse(gate, token, spec_of(document), "grant.expired")
+    assert_refused(gate, token, spec_of(document), "grant.expired")
     clock.advance(days=30)
-    refuse(gate, token, spec_of(document), "grant.expired")
+    assert_refused(gate, token, spec_of(document), "grant.expired")
     clock.advance(days=-30, seconds=-1)  # back inside the leeway: the refusals burned nothing
-    genuine_consume_still_works(gate, granted)
+    assert_genuine_consume_still_works(gate, granted)
 
 
 def test_a_grant_used_before_it_is_valid_is_refused(
@@ -233,9 +233,9 @@ def test_a_grant_used_before_it_is_valid_is_refused(
 ) -> None:
     document, _, token = granted
     clock.advance(seconds=-(gate.nbf_leeway + 1))
-    refuse(gate, token, spec_of(document), "grant.not_yet_valid")
+    assert_refused(gate, token, spec_of(document), "grant.not_yet_valid")
     clock.advance(seconds=1)  # exactly at the leeway: accepted
-    genuine_consume_still_works(gate, granted)
+    assert_genuine_consume_still_works(gate, granted)
 
 
 @pytest.mark.parametrize("executor", ["deploy-executor", "payments-service-2", "Payments-Service", ""])
@@ -243,8 +243,8 @@ def test_another_executor_cannot_consume(
     gate: Gate, granted: tuple[dict[str, Any], str, str], executor: str
 ) -> None:
     document, _, token = granted
-    refuse(gate, token, spec_of(document), "grant.wrong_executor", executor=executor)
-    genuine_consume_still_works(gate, granted)
+    assert_refused(gate, token, spec_of(document), "grant.wrong_executor", executor=executor)
+    assert_genuine_consume_still_works(gate, granted)
 
 
 CHANGES: dict[str, Callable[[dict[str, Any]], None]] = {
@@ -266,15 +266,15 @@ def test_an_action_other_than_the_granted_one_is_refused(
     document, _, token = granted
     action = json.loads(json.dumps(spec_of(document)))
     CHANGES[change](action)
-    refuse(gate, token, action, "grant.digest_mismatch")
-    genuine_consume_still_works(gate, granted)
+    assert_refused(gate, token, action, "grant.digest_mismatch")
+    assert_genuine_consume_still_works(gate, granted)
 
 
 def test_a_replayed_grant_is_refused(gate: Gate, granted: tuple[dict[str, Any], str, str]) -> None:
     document, _, token = granted
-    genuine_consume_still_works(gate, granted)
+    assert_genuine_consume_still_works(gate, granted)
     for _ in range(3):
-        refuse(gate, token, spec_of(document), "grant.already_used")
+        assert_refused(gate, token, spec_of(document), "grant.already_used")
     assert [e["kind"] for e in audit_log(gate)].count("grant.consumed") == 1
 
 
@@ -296,8 +296,8 @@ def test_a_validly_signed_grant_that_was_never_issued_is_refused(
     document, request_id, token = granted
     digest = claims_of(token)["authorization_details"][0]["digest"]
     forged = _signed_by_gate(gate, document, request_id, "grt_never_issued", digest)
-    refuse(gate, forged, spec_of(document), "grant.not_issued")
-    genuine_consume_still_works(gate, granted)
+    assert_refused(gate, forged, spec_of(document), "grant.not_issued")
+    assert_genuine_consume_still_works(gate, granted)
 
 
 def test_a_validly_signed_grant_reusing_a_jti_for_another_action_is_refused(
@@ -307,5 +307,5 @@ def test_a_validly_signed_grant_reusing_a_jti_for_another_action_is_refused(
     document, request_id, token = granted
     changed = {**spec_of(document), "params": {**document["params"], "amount": 1}}
     forged = _signed_by_gate(gate, document, request_id, claims_of(token)["jti"], parse_action(changed).digest())
-    refuse(gate, forged, changed, "grant.digest_mismatch")
-    genuine_consume_still_works(gate, granted)
+    assert_refused(gate, forged, changed, "grant.digest_mismatch")
+    assert_genuine_consume_still_works(gate, granted)

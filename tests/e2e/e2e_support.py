@@ -34,7 +34,7 @@ class Done:
         assert self.stderr == "", self.stderr
         return self.json()
 
-    def refused(self, code: str, exit_code: int) -> dict[str, Any]:
+    def expect_refused(self, code: str, exit_code: int) -> dict[str, Any]:
         """Assert the refusal contract: exit code, `{"error": {code, message}}` on stdout, one line on stderr."""
         assert self.code == exit_code, self
         error = self.json()["error"]

@@ -103,9 +103,9 @@ def test_submit_refuses_bad_input_and_changes_nothing(
 ) -> None:
     before = snapshot(home)
     path = write(tmp_path / "bad.json", document)
-    _assert_named(cli("submit", "--home", home, path).refused(code, 2), named)
-    _assert_named(cli("submit", "--home", home, "-", input=document).refused(code, 2), named)
-    _assert_named(cli("check", "--policy", SEED_POLICY, path).refused(code, 2), named)
+    _assert_named(cli("submit", "--home", home, path).expect_refused(code, 2), named)
+    _assert_named(cli("submit", "--home", home, "-", input=document).expect_refused(code, 2), named)
+    _assert_named(cli("check", "--policy", SEED_POLICY, path).expect_refused(code, 2), named)
     assert snapshot(home) == before
 
 
@@ -116,7 +116,8 @@ def test_bad_input_as_a_real_process(
     interlock: Run, home: Path, tmp_path: Path, populated: dict[str, Any], document: bytes, code: str, named: str
 ) -> None:
     before = snapshot(home)
-    _assert_named(interlock("submit", "--home", home, write(tmp_path / "bad.json", document)).refused(code, 2), named)
+    done = interlock("submit", "--home", home, write(tmp_path / "bad.json", document))
+    _assert_named(done.expect_refused(code, 2), named)
     assert snapshot(home) == before
 
 
@@ -140,7 +141,7 @@ def test_missing_and_unreadable_files(interlock: Run, cli: Run, home: Path, tmp_
                                       populated: dict[str, Any]) -> None:
     before = snapshot(home)
     missing = tmp_path / "no-such-request.json"
-    error = interlock("submit", "--home", home, missing).refused("input.unreadable", 2)
+    error = interlock("submit", "--home", home, missing).expect_refused("input.unreadable", 2)
     assert str(missing) in error["message"] and "No such file" in error["message"]
     directory = tmp_path / "a-directory.json"
     directory.mkdir()
@@ -148,7 +149,7 @@ def test_missing_and_unreadable_files(interlock: Run, cli: Run, home: Path, tmp_
                  ["consume", "--grant", populated["grant"], "--executor", "payments-service", directory,
                   "--home", home],
                  ["policy", "validate", directory]):
-        error = cli(*args).refused("input.unreadable", 2)
+        error = cli(*args).expect_refused("input.unreadable", 2)
         assert str(directory) in error["message"]
     assert snapshot(home) == before
 
@@ -157,7 +158,7 @@ def test_a_missing_policy_is_refused_before_anything_is_written(cli: Run, home: 
                                                                 populated: dict[str, Any]) -> None:
     before = snapshot(home)
     missing = tmp_path / "no-policy.yaml"
-    error = cli("submit", "--home", home, "--policy", missing, REQUESTS / "small-payment.json").refused(
+    error = cli("submit", "--home", home, "--policy", missing, REQUESTS / "small-payment.json").expect_refused(
         "policy.invalid", 2)
     assert str(missing) in error["message"]
     assert snapshot(home) == before
@@ -200,7 +201,7 @@ def test_a_broken_policy_is_refused_naming_its_line(
                  ["check", "--policy", policy, REQUESTS / "small-payment.json"],
                  ["submit", "--home", home, "--policy", policy, REQUESTS / "small-payment.json"],
                  ["status", populated["pending"], "--home", home, "--policy", policy]):
-        error = cli(*args).refused("policy.invalid", 2)
+        error = cli(*args).expect_refused("policy.invalid", 2)
         assert error["message"].startswith(f"line {line}: "), error["message"]
         assert error["detail"]["line"] == line
         _assert_named(error, named)
@@ -211,11 +212,11 @@ def test_a_broken_policy_as_a_real_process(interlock: Run, home: Path, tmp_path:
                                            populated: dict[str, Any]) -> None:
     policy = tmp_path / "broken.yaml"
     policy.write_text(_HEAD + BAD_POLICIES[0][1])
-    error = interlock("policy", "validate", policy).refused("policy.invalid", 2)
+    error = interlock("policy", "validate", policy).expect_refused("policy.invalid", 2)
     assert error["message"].startswith("line 9: YAML error")
     policy.write_text(_HEAD + BAD_POLICIES[2][1])
     before = snapshot(home)
-    error = interlock("submit", "--home", home, "--policy", policy, REQUESTS / "small-payment.json").refused(
+    error = interlock("submit", "--home", home, "--policy", policy, REQUESTS / "small-payment.json").expect_refused(
         "policy.invalid", 2)
     assert error["message"].startswith("line 9: rule `r1`: CEL error")
     assert snapshot(home) == before
@@ -223,14 +224,14 @@ def test_a_broken_policy_as_a_real_process(interlock: Run, home: Path, tmp_path:
 
 def test_a_policy_that_is_not_a_mapping(cli: Run, tmp_path: Path) -> None:
     for text in ("", "- just\n- a list\n", "42\n"):
-        error = cli("policy", "validate", write(tmp_path / "p.yaml", text)).refused("policy.invalid", 2)
+        error = cli("policy", "validate", write(tmp_path / "p.yaml", text)).expect_refused("policy.invalid", 2)
         assert "mapping" in error["message"]
 
 
 # --- approvals and grants that do not exist, or do not count ----------------------------------
 
 
-def _only_new_audit_entry(before: dict[str, Any], after: dict[str, Any], kind: str, code: str) -> None:
+def _assert_only_new_audit_entry(before: dict[str, Any], after: dict[str, Any], kind: str, code: str) -> None:
     """Nothing changed but one audit entry recording the refusal (refusals are audited by design)."""
     assert {t: rows for t, rows in after.items() if t != "audit"} == {
         t: rows for t, rows in before.items() if t != "audit"}
@@ -242,7 +243,7 @@ def _only_new_audit_entry(before: dict[str, Any], after: dict[str, Any], kind: s
 def test_approving_a_request_that_does_not_exist(interlock: Run, home: Path, populated: dict[str, Any]) -> None:
     before = snapshot(home)
     error = interlock("approve", "req_does_not_exist", "--as", "user:alice", "--channel", "console",
-                      "--home", home).refused("request.not_found", 3)
+                      "--home", home).expect_refused("request.not_found", 3)
     assert "req_does_not_exist" in error["message"]
     assert snapshot(home) == before
 
@@ -250,9 +251,9 @@ def test_approving_a_request_that_does_not_exist(interlock: Run, home: Path, pop
 def test_an_approver_who_is_not_an_approver(interlock: Run, home: Path, populated: dict[str, Any]) -> None:
     before = snapshot(home)
     error = interlock("approve", populated["pending"], "--as", "user:mallory", "--channel", "console",
-                      "--home", home).refused("approval.not_an_approver", 3)
+                      "--home", home).expect_refused("approval.not_an_approver", 3)
     assert "user:mallory" in error["message"]
-    _only_new_audit_entry(before, snapshot(home), "approval.refused", "approval.not_an_approver")
+    _assert_only_new_audit_entry(before, snapshot(home), "approval.refused", "approval.not_an_approver")
 
 
 @pytest.mark.parametrize(
@@ -268,17 +269,17 @@ def test_approvals_that_do_not_count_record_nothing(
     cli: Run, home: Path, populated: dict[str, Any], approver: str, channel: str, code: str
 ) -> None:
     before = snapshot(home)
-    cli("approve", populated["pending"], "--as", approver, "--channel", channel, "--home", home).refused(code, 3)
-    _only_new_audit_entry(before, snapshot(home), "approval.refused", code)
+    cli("approve", populated["pending"], "--as", approver, "--channel", channel, "--home", home).expect_refused(code, 3)
+    _assert_only_new_audit_entry(before, snapshot(home), "approval.refused", code)
     assert cli("status", populated["pending"], "--home", home).ok()["outcome"] == "pending_approval"
 
 
 def test_approving_twice(cli: Run, home: Path, populated: dict[str, Any]) -> None:
     cli("approve", populated["pending"], "--as", "user:alice", "--channel", "console", "--home", home).ok()
     before = snapshot(home)
-    cli("approve", populated["pending"], "--as", "user:alice", "--channel", "email", "--home", home).refused(
+    cli("approve", populated["pending"], "--as", "user:alice", "--channel", "email", "--home", home).expect_refused(
         "approval.duplicate", 3)
-    _only_new_audit_entry(before, snapshot(home), "approval.refused", "approval.duplicate")
+    _assert_only_new_audit_entry(before, snapshot(home), "approval.refused", "approval.duplicate")
 
 
 def _forged(header: dict[str, Any], payload: dict[str, Any], key: Ed25519PrivateKey | None) -> str:
@@ -321,8 +322,8 @@ def test_consume_refuses_a_grant_that_is_not_one_of_ours(
     action = write(tmp_path / "action.json", spec_of(seed_request("small-payment")))
     before = snapshot(home)
     cli("consume", "--grant", forge(populated["grant"]), "--executor", "payments-service", action,
-        "--home", home).refused(code, 3)
-    _only_new_audit_entry(before, snapshot(home), "grant.refused", code)
+        "--home", home).expect_refused(code, 3)
+    _assert_only_new_audit_entry(before, snapshot(home), "grant.refused", code)
     # The real grant is still good: the refusal consumed nothing.
     cli("consume", "--grant", populated["grant"], "--executor", "payments-service", action, "--home", home).ok()
 
@@ -331,9 +332,9 @@ def test_consume_with_a_garbage_grant_as_a_real_process(interlock: Run, home: Pa
                                                         populated: dict[str, Any]) -> None:
     action = write(tmp_path / "action.json", spec_of(seed_request("small-payment")))
     before = snapshot(home)
-    interlock("consume", "--grant", "garbage", "--executor", "payments-service", action, "--home", home).refused(
+    interlock("consume", "--grant", "garbage", "--executor", "payments-service", action, "--home", home).expect_refused(
         "grant.malformed", 3)
-    _only_new_audit_entry(before, snapshot(home), "grant.refused", "grant.malformed")
+    _assert_only_new_audit_entry(before, snapshot(home), "grant.refused", "grant.malformed")
 
 
 @pytest.mark.parametrize(
@@ -354,17 +355,17 @@ def test_consume_refuses_a_bad_action_document_and_keeps_the_grant(
 ) -> None:
     before = snapshot(home)
     cli("consume", "--grant", populated["grant"], "--executor", "payments-service",
-        write(tmp_path / "action.json", document), "--home", home).refused(code, 2)
+        write(tmp_path / "action.json", document), "--home", home).expect_refused(code, 2)
     assert snapshot(home) == before
 
 
 def test_report_for_a_grant_that_does_not_exist(cli: Run, home: Path, populated: dict[str, Any]) -> None:
     before = snapshot(home)
-    cli("report", "grt_nope", "--result", "succeeded", "--home", home).refused("grant.not_issued", 3)
+    cli("report", "grt_nope", "--result", "succeeded", "--home", home).expect_refused("grant.not_issued", 3)
     grant_jti = jwt.decode(populated["grant"], options={"verify_signature": False})["jti"]
-    cli("report", grant_jti, "--result", "succeeded", "--home", home).refused("grant.not_consumed", 3)
+    cli("report", grant_jti, "--result", "succeeded", "--home", home).expect_refused("grant.not_consumed", 3)
     assert snapshot(home) == before
 
 
 def test_status_of_a_request_that_does_not_exist(cli: Run, home: Path, populated: dict[str, Any]) -> None:
-    cli("status", "req_nope", "--home", home).refused("request.not_found", 3)
+    cli("status", "req_nope", "--home", home).expect_refused("request.not_found", 3)

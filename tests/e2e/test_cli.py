@@ -83,7 +83,7 @@ def test_policy_validate_prints_the_version_and_names_the_line_of_a_problem(inte
 
     broken = tmp_path / "broken.yaml"
     broken.write_text("version: 1\nrules:\n  - id: r1\n    action: payments.transfer\n    effect: allow_maybe\n")
-    error = interlock("policy", "validate", broken).refused("policy.invalid", 2)
+    error = interlock("policy", "validate", broken).expect_refused("policy.invalid", 2)
     assert "line 5" in error["message"]
     assert "effect" in error["message"]
     assert error["detail"]["line"] == 5
@@ -170,7 +170,7 @@ def test_two_approvals_grant_and_the_grant_is_consumed_once_for_exactly_the_appr
     assert claims["act"] == {"sub": "agent:finance-assistant"}
 
     changed = write(tmp_path / "changed.json", spec_of({**request, "params": {**request["params"], "amount": 48001}}))
-    interlock("consume", "--grant", grant, "--executor", "payments-service", changed, "--home", home).refused(
+    interlock("consume", "--grant", grant, "--executor", "payments-service", changed, "--home", home).expect_refused(
         "grant.digest_mismatch", 3)
 
     action = write(tmp_path / "action.json", spec_of(request))
@@ -179,7 +179,7 @@ def test_two_approvals_grant_and_the_grant_is_consumed_once_for_exactly_the_appr
                         "executor": "payments-service", "action": "payments.transfer", "digest": held["digest"]}
 
     replay = interlock("consume", "--grant", grant, "--executor", "payments-service", action, "--home", home)
-    error = replay.refused("grant.already_used", 3)
+    error = replay.expect_refused("grant.already_used", 3)
     assert replay.json() == {"error": error}
 
     reported = interlock("report", claims["jti"], "--result", "succeeded", "--detail", "bank ref 77", "--home", home)
@@ -212,7 +212,7 @@ def test_a_rejection_ends_the_request(interlock: Run, cli: Run, home: Path) -> N
     assert rejected["approvals"][0]["comment"] == "unknown recipient"
     assert "grant" not in rejected
 
-    cli("approve", request_id, "--as", "user:alice", "--channel", "console", "--home", home).refused(
+    cli("approve", request_id, "--as", "user:alice", "--channel", "console", "--home", home).expect_refused(
         "request.rejected", 3)
     status = interlock("status", request_id, "--home", home).ok()
     assert status["outcome"] == "rejected"
@@ -227,8 +227,8 @@ def test_report_of_a_failure_is_recorded(cli: Run, home: Path, tmp_path: Path) -
               "--home", home).ok()["jti"]
     cli("report", jti, "--result", "failed", "--detail", "bank timeout", "--home", home).ok()
     assert cli("status", submitted["request_id"], "--home", home).ok()["result"] == "failed"
-    cli("report", jti, "--result", "succeeded", "--home", home).refused("grant.result_recorded", 3)
-    cli("report", jti, "--result", "maybe", "--home", home).refused("input.invalid", 2)
+    cli("report", jti, "--result", "succeeded", "--home", home).expect_refused("grant.result_recorded", 3)
+    cli("report", jti, "--result", "maybe", "--home", home).expect_refused("input.invalid", 2)
 
 
 def test_consume_reads_the_action_from_stdin(cli: Run, home: Path) -> None:
@@ -241,7 +241,7 @@ def test_consume_reads_the_action_from_stdin(cli: Run, home: Path) -> None:
 def test_a_grant_for_one_executor_is_refused_to_another(cli: Run, home: Path, tmp_path: Path) -> None:
     grant = cli("submit", "--home", home, SMALL_PAYMENT).ok()["grant"]
     action = write(tmp_path / "action.json", spec_of(seed_request("small-payment")))
-    cli("consume", "--grant", grant, "--executor", "reporting-service", action, "--home", home).refused(
+    cli("consume", "--grant", grant, "--executor", "reporting-service", action, "--home", home).expect_refused(
         "grant.wrong_executor", 3)
     assert snapshot(home)["grants"][0]["consumed_at"] is None, "a refused grant stays unconsumed"
     cli("consume", "--grant", grant, "--executor", "payments-service", action, "--home", home).ok()
@@ -309,7 +309,7 @@ def test_audit_verify_exits_1_naming_an_edited_entry(interlock: Run, cli: Run, h
 
 
 def test_audit_verify_without_a_store_is_unavailable(interlock: Run, tmp_path: Path) -> None:
-    interlock("audit", "verify", "--home", tmp_path / "nowhere").refused("store.unavailable", 4)
+    interlock("audit", "verify", "--home", tmp_path / "nowhere").expect_refused("store.unavailable", 4)
     assert not (tmp_path / "nowhere").exists()
 
 
@@ -349,7 +349,7 @@ def test_usage_errors_exit_2_naming_what_is_wrong(cli: Run, args: list[str], nam
 def test_an_argument_that_is_not_a_channel_name_is_bad_input(cli: Run, home: Path) -> None:
     request_id = cli("submit", "--home", home, CEO_PAYMENT).ok()["request_id"]
     before = snapshot(home)
-    error = cli("approve", request_id, "--as", "user:alice", "--channel", "Console!", "--home", home).refused(
+    error = cli("approve", request_id, "--as", "user:alice", "--channel", "Console!", "--home", home).expect_refused(
         "input.invalid", 2)
     assert "Console!" in error["message"]
     assert snapshot(home) == before
