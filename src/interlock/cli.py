@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from interlock.audit.chain import verify
+from interlock.cli_credentials import register as register_credential_commands
 from interlock.core.action import parse_action, parse_request
 from interlock.core.decision import decide
 from interlock.core.errors import InterlockError, RequestError, StoreError
@@ -205,6 +206,27 @@ def demo() -> None:
     from interlock.demo import run
 
     raise typer.Exit(run())
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+          port: Annotated[int, typer.Option("--port", help="Port to listen on.", min=0, max=65535)] = 8080,
+          home: HomeOpt = None, policy: PolicyOpt = None) -> None:
+    """Serve the HTTP API (and /docs) on the home's store, keys and policy."""
+    import uvicorn
+
+    from interlock.credentials import Credentials
+    from interlock.server import create_app
+
+    with _refusals():
+        gate = _gate(home, policy)
+    try:
+        uvicorn.run(create_app(gate, Credentials(gate.store, gate.clock)), host=host, port=port)
+    finally:
+        gate.store.close()
+
+
+register_credential_commands(app, _refusals, _print)
 
 
 def _is_usage_error(exc: BaseException) -> bool:

@@ -21,6 +21,7 @@ from interlock.core.errors import ApprovalError, GrantError, InterlockError, Pol
 from interlock.core.grant import DEFAULT_TTL_SECONDS, build_claims, check_claims
 from interlock.core.policy import ApprovalRequirement, Policy
 from interlock.keys import KeyRing
+from interlock.notify import Notifier
 from interlock.store.base import (
     AuditEvent,
     GrantRecord,
@@ -55,6 +56,7 @@ class RequestState:
     digest: str
     policy_version: str
     grant: str | None = None
+    requester: str = ""  # the principal's id, for access checks; not part of the JSON
     expires_at: datetime.datetime | None = None
     requirements: tuple[dict[str, Any], ...] = ()
     progress: tuple[dict[str, Any], ...] = ()
@@ -110,6 +112,7 @@ class Gate:
     grant_ttl: int = DEFAULT_TTL_SECONDS
     nbf_leeway: int = 5
     ids: Callable[[str], str] = field(default=new_id)
+    notifier: Notifier = field(default_factory=Notifier)
 
     # --- requests -----------------------------------------------------------------------------
 
@@ -152,6 +155,7 @@ class Gate:
         return self._state(written, now)
 
     def status(self, request_id: str) -> RequestState:
+        """A request's state now: its outcome (expired once the approval window closed), approvals and grant."""
         record = self.store.get_request(request_id)
         return self._state(record, self.clock())
 
@@ -193,6 +197,7 @@ class Gate:
                 self._audit_refusal("approval.refused", request_id, now, refusal, approver=approver_id,
                                     channel=channel, verdict=verdict)
             raise
+        self.notifier.changed(request_id)
         return self.status(request_id)
 
     # --- grants ---------------------------------------------------------------------------------
@@ -226,16 +231,23 @@ class Gate:
             self._audit_refusal("grant.refused", None, now, refusal, jti=jti, executor=executor,
                                 action=spec.action, digest=spec.digest())
             raise
+        self.notifier.changed(details.request_id)
         return Consumption(details.jti, details.request_id, executor, spec.action, details.digest)
 
-    def report(self, jti: str, succeeded: bool, detail: str = "") -> GrantRecord:
-        """Record the execution result of a consumed grant."""
+    def report(self, jti: str, succeeded: bool, detail: str = "", *, executor: str | None = None) -> GrantRecord:
+        """Record the execution result of a consumed grant (only by `executor`, when it is given)."""
         if not isinstance(detail, str) or len(detail) > 4096:
             raise RequestError("input.invalid", "result detail must be a string of at most 4096 characters")
         now = self.clock()
         result = "succeeded" if succeeded else "failed"
         event = self._event("execution.reported", None, now, jti=jti, result=result, detail=detail)
-        return self.store.record_result(jti, result, detail, event)
+        recorded = self.store.record_result(jti, result, detail, event, executor)
+        self.notifier.changed(recorded.request_id)
+        return recorded
+
+    def check_ready(self) -> None:
+        """Return if the store answers; `store.unavailable` otherwise."""
+        self.store.ping()
 
     # --- audit and keys ---------------------------------------------------------------------------
 
@@ -308,6 +320,7 @@ class Gate:
             digest=record.digest,
             policy_version=decision["policy_version"],
             grant=grant.token if grant and grant.consumed_at is None else None,
+            requester=record.request.principal.id,
             expires_at=record.expires_at,
             requirements=tuple(decision["requirements"]),
             progress=tuple(approval_rules.progress(record.request, requirements, record.approvals)),

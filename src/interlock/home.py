@@ -8,6 +8,7 @@ from pathlib import Path
 
 from interlock.core.errors import PolicyError
 from interlock.core.policy import Policy, load_policy
+from interlock.credentials import Credentials
 from interlock.gate import Gate
 from interlock.keys import KeyRing
 from interlock.store.sqlite import SqliteStore
@@ -50,3 +51,8 @@ class Home:
         policy = self.load_policy()
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return Gate(SqliteStore(self.store_path), policy, KeyRing.load_or_create(self.keys_path))
+
+    def open_credentials(self) -> Credentials:
+        """The credential registry in this home's store (no policy needed)."""
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return Credentials(SqliteStore(self.store_path))

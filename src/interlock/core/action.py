@@ -85,7 +85,8 @@ def action_digest(action: str, resource: str, params: dict[str, Any]) -> str:
 _M = TypeVar("_M", bound=BaseModel)
 
 
-def _from_value(model: type[_M], value: Any) -> _M:
+def from_value(model: type[_M], value: Any) -> _M:
+    """Validate a parsed JSON value as `model`; the first problem becomes `input.unknown_field` or `input.invalid`."""
     if not isinstance(value, dict):
         raise RequestError("input.invalid", f"expected a JSON object, got {type(value).__name__}")
     try:
@@ -101,10 +102,10 @@ def _from_value(model: type[_M], value: Any) -> _M:
 def parse_request(document: bytes | str | dict[str, Any]) -> ActionRequest:
     """Parse and validate an action request from strict JSON (or an already-parsed dict)."""
     value = document if isinstance(document, dict) else strict_json.parse(document, check=False)
-    return _from_value(ActionRequest, value)
+    return from_value(ActionRequest, value)
 
 
 def parse_action(document: bytes | str | dict[str, Any]) -> ActionSpec:
     """Parse and validate the `{action, resource, params}` an executor is about to run."""
     value = document if isinstance(document, dict) else strict_json.parse(document, check=False)
-    return _from_value(ActionSpec, value)
+    return from_value(ActionSpec, value)

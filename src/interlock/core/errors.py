@@ -47,5 +47,9 @@ class StoreError(InterlockError):
     """The store cannot be reached or failed (`store.*`); always refuses."""
 
 
+class AuthError(InterlockError):
+    """A caller that is not authenticated or not allowed, or a credential that cannot be managed (`auth.*`)."""
+
+
 class KeyringError(InterlockError):
     """A signing key that cannot be loaded (`keys.*`)."""

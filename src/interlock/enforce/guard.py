@@ -20,7 +20,7 @@ class GrantConsumer(Protocol):
 
     def consume(self, grant: str, executor: str, action: dict[str, Any]) -> Any: ...
 
-    def report(self, jti: str, succeeded: bool, detail: str = "") -> Any: ...
+    def report(self, jti: str, succeeded: bool, detail: str = "", *, executor: str | None = None) -> Any: ...
 
 
 def guard(
@@ -77,9 +77,9 @@ def guard(
                 try:
                     result = await function(*args, **kwargs)
                 except BaseException as exc:
-                    await asyncio.to_thread(_report, consumer, consumption.jti, False, repr(exc))
+                    await asyncio.to_thread(_report, consumer, executor, consumption.jti, False, repr(exc))
                     raise
-                await asyncio.to_thread(_report, consumer, consumption.jti, True, "")
+                await asyncio.to_thread(_report, consumer, executor, consumption.jti, True, "")
                 return result
 
             return guarded_async  # type: ignore[return-value]
@@ -92,9 +92,9 @@ def guard(
             try:
                 result = function(*args, **kwargs)
             except BaseException as exc:
-                _report(consumer, consumption.jti, False, repr(exc))
+                _report(consumer, executor, consumption.jti, False, repr(exc))
                 raise
-            _report(consumer, consumption.jti, True, "")
+            _report(consumer, executor, consumption.jti, True, "")
             return result
 
         return guarded  # type: ignore[return-value]
@@ -102,9 +102,9 @@ def guard(
     return decorate
 
 
-def _report(consumer: GrantConsumer, jti: str, succeeded: bool, detail: str) -> None:
+def _report(consumer: GrantConsumer, executor: str, jti: str, succeeded: bool, detail: str) -> None:
     try:
-        consumer.report(jti, succeeded, detail[:4096])
+        consumer.report(jti, succeeded, detail[:4096], executor=executor)
     except InterlockError as error:
         # The action ran; a lost result report must not turn its outcome into an error. Say so loudly.
         _log.error("could not report the result of grant %s: %s (%s)", jti, error.message, error.code)

@@ -20,6 +20,7 @@ from interlock.core.conditions import History
 
 RequestStatus = Literal["allowed", "denied", "pending_approval", "approved", "rejected"]
 ExecutionResult = Literal["succeeded", "failed"]
+Role = Literal["principal", "approver", "admin"]
 T = TypeVar("T")
 
 
@@ -86,6 +87,20 @@ class RequestChange:
     grant: GrantRecord | None = None
 
 
+@dataclass(frozen=True)
+class CredentialRecord:
+    """A bearer credential as registered: who it stands for, and the SHA-256 of its token (never the token)."""
+
+    id: str
+    role: Role
+    subject_id: str
+    token_sha256: str
+    created_at: datetime.datetime
+    kind: str | None = None  # principals only: the registry says what a principal is
+    attributes: dict[str, Any] | None = None  # principals only
+    revoked_at: datetime.datetime | None = None
+
+
 LoadRequest = Callable[[], tuple[RequestRecord, History]]
 
 
@@ -121,9 +136,9 @@ class Store(Protocol):
         ...
 
     def record_result(
-        self, jti: str, result: ExecutionResult, detail: str, event: AuditEvent
+        self, jti: str, result: ExecutionResult, detail: str, event: AuditEvent, executor: str | None = None
     ) -> GrantRecord:
-        """Record the execution result of a consumed grant, once."""
+        """Record the execution result of a consumed grant, once; only its executor may, when one is named."""
         ...
 
     def append_audit(self, events: list[AuditEvent]) -> None:
@@ -136,6 +151,29 @@ class Store(Protocol):
 
     def audit_entries(self) -> Iterator[StoredEntry]:
         """Every audit entry in log order."""
+        ...
+
+    def add_credential(self, credential: CredentialRecord, event: AuditEvent) -> None:
+        """Register a credential with its audit entry (which must carry neither the token nor its hash)."""
+        ...
+
+    def find_credential(self, token_sha256: str) -> CredentialRecord | None:
+        """The credential whose token hashes to `token_sha256`, revoked or not; None if there is none."""
+        ...
+
+    def list_credentials(self, role: Role | None = None) -> list[CredentialRecord]:
+        """Every credential (of one role), oldest first."""
+        ...
+
+    def revoke_credential(
+        self, credential_id: str, revoked_at: datetime.datetime, event: Callable[[CredentialRecord], AuditEvent]
+    ) -> CredentialRecord:
+        """Revoke a credential once, with the audit entry `event(record)`; `auth.unknown_credential` or
+        `auth.already_revoked` otherwise."""
+        ...
+
+    def ping(self) -> None:
+        """Return if the store answers a read of its schema; `store.unavailable` otherwise."""
         ...
 
     def close(self) -> None: ...

@@ -18,14 +18,16 @@ from interlock.audit.chain import GENESIS, AuditEntry, StoredEntry, seal
 from interlock.core.action import ActionRequest
 from interlock.core.approval import Approval
 from interlock.core.conditions import History
-from interlock.core.errors import ApprovalError, GrantError, InterlockError, StoreError
+from interlock.core.errors import ApprovalError, AuthError, GrantError, InterlockError, StoreError
 from interlock.store.base import (
     AuditEvent,
+    CredentialRecord,
     GrantRecord,
     LoadRequest,
     NewRequest,
     RequestChange,
     RequestRecord,
+    Role,
 )
 
 T = TypeVar("T")
@@ -250,17 +252,21 @@ class SqliteStore:
             self._append(db, events)
             return dataclasses.replace(grant, consumed_at=consumed_at)
 
-    def record_result(self, jti: str, result: str, detail: str, event: AuditEvent) -> GrantRecord:
+    def record_result(
+        self, jti: str, result: str, detail: str, event: AuditEvent, executor: str | None = None
+    ) -> GrantRecord:
         with self._write() as db:
             cursor = db.execute(
                 "UPDATE grants SET result = ?, result_detail = ? WHERE jti = ? AND consumed_at IS NOT NULL"
-                " AND result IS NULL",
-                (result, detail, jti),
+                " AND result IS NULL AND (? IS NULL OR executor = ?)",
+                (result, detail, jti, executor, executor),
             )
             if cursor.rowcount != 1:
                 grant = self._grant(db, jti)
                 if grant is None:
                     raise GrantError("grant.not_issued", "no grant with this id was issued by this gate")
+                if executor is not None and grant.executor != executor:
+                    raise GrantError("grant.wrong_executor", "only the grant's executor may report its result")
                 if grant.consumed_at is None:
                     raise GrantError("grant.not_consumed", "a result can only follow a consumed grant")
                 raise GrantError("grant.result_recorded", "the result of this grant is already recorded")
@@ -282,6 +288,49 @@ class SqliteStore:
         rows = self._read("SELECT idx, leaf, leaf_hash, chain_hash FROM audit ORDER BY rowid", ())
         for idx, leaf, leaf_digest, chain in rows:
             yield StoredEntry(idx, bytes(leaf), bytes(leaf_digest), bytes(chain))
+
+    # --- credentials --------------------------------------------------------------------------
+
+    def add_credential(self, credential: CredentialRecord, event: AuditEvent) -> None:
+        c = credential
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO credentials (id, role, subject_id, kind, attributes_json, token_sha256, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (c.id, c.role, c.subject_id, c.kind, None if c.attributes is None else json.dumps(c.attributes),
+                 c.token_sha256, to_micros(c.created_at)),
+            )
+            self._append(db, [event])
+
+    def find_credential(self, token_sha256: str) -> CredentialRecord | None:
+        rows = self._read(_SELECT_CREDENTIALS + " WHERE token_sha256 = ?", (token_sha256,))
+        return _credential_from_row(rows[0]) if rows else None
+
+    def list_credentials(self, role: Role | None = None) -> list[CredentialRecord]:
+        if role is None:
+            rows = self._read(_SELECT_CREDENTIALS + " ORDER BY created_at, id", ())
+        else:
+            rows = self._read(_SELECT_CREDENTIALS + " WHERE role = ? ORDER BY created_at, id", (role,))
+        return [_credential_from_row(row) for row in rows]
+
+    def revoke_credential(
+        self, credential_id: str, revoked_at: datetime.datetime, event: Callable[[CredentialRecord], AuditEvent]
+    ) -> CredentialRecord:
+        with self._write() as db:
+            row = db.execute(_SELECT_CREDENTIALS + " WHERE id = ?", (credential_id,)).fetchone()
+            if row is None:
+                raise AuthError("auth.unknown_credential", f"no credential `{credential_id}`")
+            cursor = db.execute("UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                                (to_micros(revoked_at), credential_id))
+            if cursor.rowcount != 1:
+                raise AuthError("auth.already_revoked", f"credential `{credential_id}` is already revoked")
+            revoked = dataclasses.replace(_credential_from_row(row), revoked_at=revoked_at)
+            self._append(db, [event(revoked)])
+            return revoked
+
+    def ping(self) -> None:
+        # A read of the schema, not `SELECT 1`: a store whose file was replaced by an empty one must not look ready.
+        self._read("SELECT 1 FROM credentials LIMIT 1", ())
 
     # --- rows ------------------------------------------------------------------------------
 
@@ -350,6 +399,19 @@ class SqliteStore:
             approvals=approvals,
             grant=_grant_from_row(grant_row) if grant_row else None,
         )
+
+
+_SELECT_CREDENTIALS = (
+    "SELECT id, role, subject_id, token_sha256, created_at, kind, attributes_json, revoked_at FROM credentials"
+)
+
+
+def _credential_from_row(row: tuple[Any, ...]) -> CredentialRecord:
+    return CredentialRecord(
+        id=row[0], role=row[1], subject_id=row[2], token_sha256=row[3],
+        created_at=from_micros(row[4]),  # type: ignore[arg-type]
+        kind=row[5], attributes=None if row[6] is None else json.loads(row[6]), revoked_at=from_micros(row[7]),
+    )
 
 
 def _grant_from_row(row: tuple[Any, ...]) -> GrantRecord:

@@ -1,0 +1,50 @@
+"""Who is calling: the bearer token (RFC 6750) authenticated against the credential registry, and role checks."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from interlock.core.errors import AuthError
+from interlock.credentials import Credentials, Identity, Role
+from interlock.gate import Gate
+
+# Declared for the OpenAPI schema; the header is parsed below so each failure has its own reason code.
+_bearer_scheme = HTTPBearer(auto_error=False, description="`Authorization: Bearer ilk_...`")
+
+
+def gate_of(request: Request) -> Gate:
+    gate: Gate = request.app.state.gate
+    return gate
+
+
+def credentials_of(request: Request) -> Credentials:
+    credentials: Credentials = request.app.state.credentials
+    return credentials
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("auth.invalid", "the Authorization header is not `Bearer <token>`")
+    return token.strip()
+
+
+def caller(*roles: Role) -> Callable[..., Awaitable[Identity]]:
+    """A dependency: the authenticated caller, refused with `auth.forbidden` unless it holds one of `roles`."""
+
+    async def authenticated(request: Request, _: object = Depends(_bearer_scheme)) -> Identity:
+        token = bearer_token(request)
+        identity = await run_in_threadpool(credentials_of(request).authenticate, token)
+        if identity.role not in roles:
+            needed = " or ".join(roles)
+            raise AuthError("auth.forbidden", f"a {identity.role} credential cannot do this; it needs {needed}")
+        return identity
+
+    return authenticated

@@ -1,0 +1,110 @@
+"""`/v1/requests`: submit as the authenticated principal, read (and long-poll) a request's state, approve."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from interlock.core.action import from_value
+from interlock.core.errors import AuthError
+from interlock.credentials import Identity
+from interlock.gate import RequestState
+from interlock.server.auth import caller, gate_of
+from interlock.server.bodies import read_model, read_object
+from interlock.server.schemas import (
+    ApprovalBody,
+    ClaimedPrincipal,
+    RequestStateBody,
+    SubmitBody,
+    refusals,
+    request_body,
+)
+
+router = APIRouter(prefix="/v1/requests", tags=["requests"])
+# A change made by another process (another server, the CLI) has no in-process wake-up: re-read this often.
+POLL_SECONDS = 0.5
+MAX_WAIT_SECONDS = 60
+# The channel of an approval given through this API: where the approver authenticated, never a body field.
+API_CHANNEL = "api"
+_WAIT = "long-poll: return as soon as the state changes, or after this many seconds (0-60)"
+
+
+@router.post("", status_code=201, response_model=None, openapi_extra=request_body(SubmitBody),
+             responses={201: {"model": RequestStateBody}, **refusals(400, 401, 403, 413, 503)})
+async def submit(request: Request, principal: Annotated[Identity, Depends(caller("principal"))]) -> JSONResponse:
+    """Submit an action request as the calling principal; the registry supplies its kind and attributes."""
+    document = await read_object(request)
+    claimed = document.pop("principal", None)
+    if claimed is not None:
+        _check_claim(from_value(ClaimedPrincipal, claimed), principal)
+    document["principal"] = principal.principal()
+    # The requester's declared channel: how the request reached it (e.g. `chat`); `api` if it says nothing.
+    document.setdefault("channel", API_CHANNEL)
+    state = await run_in_threadpool(gate_of(request).submit, document)
+    return JSONResponse(state.to_json(), status_code=201)
+
+
+@router.get("/{request_id}", response_model=None,
+            responses={200: {"model": RequestStateBody}, **refusals(400, 401, 403, 404, 503)})
+async def status(
+    request: Request,
+    request_id: str,
+    who: Annotated[Identity, Depends(caller("principal", "approver", "admin"))],
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False, description=_WAIT)] = 0,
+) -> JSONResponse:
+    """A request's state, for its requester, any approver or an admin; `?wait=` long-polls for a change."""
+    gate = gate_of(request)
+    state = await run_in_threadpool(gate.status, request_id)
+    _check_reader(state, who)
+    started = state.to_json()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    if wait:
+        with gate.notifier.subscribe(request_id) as changes:
+            # Read before each wait: a change between the first read and the subscription is seen here.
+            while (remaining := deadline - loop.time()) > 0:
+                changes.clear()
+                state = await run_in_threadpool(gate.status, request_id)
+                if state.to_json() != started:
+                    break
+                await changes.wait(min(remaining, POLL_SECONDS))
+    return JSONResponse(state.to_json())
+
+
+@router.post("/{request_id}/approvals", response_model=None, openapi_extra=request_body(ApprovalBody),
+             responses={200: {"model": RequestStateBody}, **refusals(400, 401, 403, 404, 409, 410, 413, 503)})
+async def approve(
+    request: Request, request_id: str, approver: Annotated[Identity, Depends(caller("approver"))]
+) -> JSONResponse:
+    """Approve or reject as the calling approver, over the `api` channel."""
+    body = await read_model(request, ApprovalBody)
+    state = await run_in_threadpool(
+        lambda: gate_of(request).decide_approval(request_id, approver.subject_id, API_CHANNEL,
+                                                 reject=body.decision == "reject", comment=body.comment)
+    )
+    return JSONResponse(state.to_json())
+
+
+def _check_claim(claimed: ClaimedPrincipal, principal: Identity) -> None:
+    if claimed.id != principal.subject_id:
+        raise AuthError("auth.principal_mismatch",
+                        f"the body names principal `{claimed.id}`, but the caller is `{principal.subject_id}`")
+    if claimed.kind is not None and claimed.kind != principal.kind:
+        raise AuthError("auth.principal_mismatch", "the body's principal kind differs from the registered one")
+    if claimed.attributes is not None and _canonical(claimed.attributes) != _canonical(principal.attributes or {}):
+        raise AuthError("auth.principal_mismatch",
+                        "a requester cannot assert its own attributes; the registry's differ")
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _check_reader(state: RequestState, who: Identity) -> None:
+    if who.role == "principal" and who.subject_id != state.requester:
+        raise AuthError("auth.forbidden", "only the requester, an approver or an admin may read this request")

@@ -1,0 +1,129 @@
+"""The API's bodies and responses as pydantic models: validation of what comes in, and the OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from interlock.core.action import Principal
+
+_ID = r"^[^\x00-\x1f\x7f]{1,256}$"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ClaimedPrincipal(_Body):
+    """The caller may name itself; it must match its credential, kind and attributes included."""
+
+    id: str
+    kind: str | None = None
+    attributes: dict[str, Any] | None = None
+
+
+class SubmitBody(_Body):
+    """An action request; `principal` comes from the caller's credential and may be omitted."""
+
+    principal: ClaimedPrincipal | None = None
+    on_behalf_of: list[Principal] = Field(default_factory=list, description="the delegation chain, outermost first")
+    action: str
+    resource: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    channel: str = Field(default="api", description="how the request reached the requester (e.g. `chat`)")
+    context: dict[str, Any] = Field(default_factory=dict)
+    justification: str = ""
+    executor: str | None = None
+
+
+class ApprovalBody(_Body):
+    """An approver's decision; the channel is the one the approver authenticated on (`api`), never a field."""
+
+    decision: Literal["approve", "reject"]
+    comment: str = Field(default="", max_length=4096)
+
+
+class ConsumeBody(_Body):
+    """A grant and exactly the action the executor (the caller) is about to run."""
+
+    grant: str = Field(max_length=16384)
+    executor: str | None = Field(default=None, description="defaults to the caller; any other value is refused")
+    action: str
+    resource: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ResultBody(_Body):
+    result: Literal["succeeded", "failed"]
+    detail: str = Field(default="", max_length=4096)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="a stable reason code, e.g. `grant.already_used`")
+    message: str
+    detail: dict[str, Any] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ApprovalProgress(BaseModel):
+    requirements: list[dict[str, Any]]
+    progress: list[dict[str, Any]]
+    expires_at: str | None
+
+
+class RequestStateBody(BaseModel):
+    request_id: str
+    outcome: Literal["allowed", "denied", "pending_approval", "approved", "rejected", "expired"]
+    reasons: list[str]
+    explanation: str
+    digest: str
+    policy_version: str
+    grant: str | None = Field(default=None, description="present while an issued grant is unconsumed")
+    approval: ApprovalProgress | None = None
+    approvals: list[dict[str, Any]] | None = None
+    consumed: bool | None = None
+    result: str | None = None
+
+
+class ConsumptionBody(BaseModel):
+    consumed: Literal[True]
+    jti: str
+    request_id: str
+    executor: str
+    action: str
+    digest: str
+
+
+class ResultRecordBody(BaseModel):
+    jti: str
+    request_id: str
+    result: str
+    detail: str | None
+
+
+class VerificationBody(BaseModel):
+    ok: bool
+    entries: int
+    head: str | None
+    problems: list[str]
+
+
+class HealthBody(BaseModel):
+    status: str
+
+
+BODY_MODELS: tuple[type[BaseModel], ...] = (SubmitBody, ApprovalBody, ConsumeBody, ResultBody)
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads `model` through the strict parser rather than FastAPI's."""
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody} for status in statuses}
