@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
+INTEROP := tests/interop/node_modules
 
 .PHONY: demo test bench lint typecheck clean
 
@@ -15,8 +17,20 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/interlock demo
 
-test: $(STAMP)
+test: $(STAMP) | $(INTEROP) $(CHROMIUM)
 	$(BIN)/pytest -q
+
+# Node's `jose`, pinned by the lock file, for the test that verifies a grant in another language.
+# Without npm that test skips and says why.
+$(INTEROP):
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/interop --no-audit --no-fund; \
+	else echo "npm not found: tests/e2e/test_jwt_interop.py will be skipped"; fi
+
+# Debian's Chromium for the browser test (Playwright drives it; no browser is downloaded). Without root
+# this only says what to run, and tests/browser skips and says why.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
+	else echo "chromium not found: run 'sudo apt-get install -y chromium' or tests/browser will be skipped"; fi
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

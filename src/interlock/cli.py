@@ -211,18 +211,38 @@ def demo() -> None:
 @app.command()
 def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
           port: Annotated[int, typer.Option("--port", help="Port to listen on.", min=0, max=65535)] = 8080,
-          home: HomeOpt = None, policy: PolicyOpt = None) -> None:
+          home: HomeOpt = None, policy: PolicyOpt = None,
+          public_url: Annotated[str | None, typer.Option(
+              "--public-url", help="Base URL of the inbox links in webhooks [default: http://HOST:PORT].")] = None,
+          public_metrics: Annotated[bool, typer.Option(
+              "--public-metrics", help="Serve /metrics without a credential (loopback hosts only).")] = False,
+          ) -> None:
     """Serve the HTTP API (and /docs) on the home's store, keys and policy."""
     import uvicorn
 
     from interlock.credentials import Credentials
     from interlock.server import create_app
+    from interlock.webhooks import Webhooks
 
     with _refusals():
+        if public_metrics and host not in ("127.0.0.1", "::1", "localhost"):
+            raise RequestError("input.usage", f"--public-metrics is for a loopback host, not `{host}`: scrape"
+                               " with an admin credential instead")
         gate = _gate(home, policy)
+        try:
+            webhooks = Webhooks.attach(gate, public_url or f"http://{host}:{port}")
+        except InterlockError:
+            gate.store.close()
+            raise
     try:
-        uvicorn.run(create_app(gate, Credentials(gate.store, gate.clock)), host=host, port=port)
+        # Plain HTTP on loopback is development: the inbox's cookies cannot be `Secure` there. Anywhere else
+        # they are, so a server reached over plain HTTP (not behind TLS) has no working inbox sign-in.
+        uvicorn.run(create_app(gate, Credentials(gate.store, gate.clock), metrics_public=public_metrics,
+                               dev_insecure_cookies=host in ("127.0.0.1", "::1", "localhost")),
+                    host=host, port=port)
     finally:
+        if webhooks is not None:
+            webhooks.close()
         gate.store.close()
 
 

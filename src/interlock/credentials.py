@@ -112,7 +112,11 @@ class Credentials:
             raise AuthError("auth.missing", "a bearer token is required: `Authorization: Bearer ilk_...`")
         if not _TOKEN.fullmatch(token):
             raise AuthError("auth.invalid", "the bearer token is not an Interlock credential")
-        record = self.store.find_credential(token_sha256(token))
+        return self.identify(token_sha256(token))
+
+    def identify(self, token_hash: str) -> Identity:
+        """The identity of the credential whose token hashes to `token_hash` (what a web session keeps)."""
+        record = self.store.find_credential(token_hash)
         # The hash lookup is by an index on a SHA-256 of a 256-bit secret: its timing reveals nothing usable.
         if record is None:
             raise AuthError("auth.invalid", "the bearer token is not a registered credential")

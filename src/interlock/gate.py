@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from interlock import grant_tokens
 from interlock.audit.chain import Verification, verify
@@ -34,6 +36,7 @@ from interlock.store.base import (
 
 Clock = Callable[[], datetime.datetime]
 _log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 OUTCOME_STATUS = {"allow": "allowed", "deny": "denied", "require_approval": "pending_approval"}
 
 
@@ -90,6 +93,16 @@ class RequestState:
 
 
 @dataclass(frozen=True)
+class RequestReview:
+    """What an approver reviews: the request exactly as submitted, the rules it matched, and its state now."""
+
+    request: ActionRequest
+    state: RequestState
+    matched_rules: tuple[str, ...]
+    submitted_at: datetime.datetime
+
+
+@dataclass(frozen=True)
 class Consumption:
     """A grant consumed: the executor may now run exactly the action it presented."""
 
@@ -98,6 +111,46 @@ class Consumption:
     executor: str
     action: str
     digest: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One gate operation as seen from outside: what it was, how it ended, why, and how long it took."""
+
+    operation: str  # submit | approve | consume
+    outcome: str  # submit: allowed|denied|pending_approval; approve: approve|reject; consume: consumed; or refused
+    codes: tuple[str, ...]  # the refusal's code, or a deny decision's reasons
+    seconds: float
+
+
+Observer = Callable[[Observation], None]
+PendingHook = Callable[["RequestState", ActionRequest], None]
+
+
+Outcome = Callable[[Any, dict[str, Any]], tuple[str, tuple[str, ...]]]
+
+
+def _observed(operation: str, outcome: Outcome) -> Callable[[F], F]:
+    """Report each call of a gate operation to the gate's `observer`, if it has one; never changes the result."""
+
+    def wrap(method: F) -> F:
+        @functools.wraps(method)
+        def observed(self: Gate, *args: Any, **kwargs: Any) -> Any:
+            if self.observer is None:
+                return method(self, *args, **kwargs)
+            started = time.perf_counter()
+            try:
+                result = method(self, *args, **kwargs)
+            except InterlockError as refusal:
+                self._observe(Observation(operation, "refused", (refusal.code,), time.perf_counter() - started))
+                raise
+            ended, codes = outcome(result, kwargs)
+            self._observe(Observation(operation, ended, codes, time.perf_counter() - started))
+            return result
+
+        return observed  # type: ignore[return-value]
+
+    return wrap
 
 
 @dataclass
@@ -113,9 +166,14 @@ class Gate:
     nbf_leeway: int = 5
     ids: Callable[[str], str] = field(default=new_id)
     notifier: Notifier = field(default_factory=Notifier)
+    # Told of every submit, approve and consume (metrics); called after the fact, its failures only logged.
+    observer: Observer | None = None
+    # Told of each new pending_approval request once it is committed (webhooks); must not block.
+    on_pending: PendingHook | None = None
 
     # --- requests -----------------------------------------------------------------------------
 
+    @_observed("submit", lambda state, _: (state.outcome, state.reasons if state.outcome == "denied" else ()))
     def submit(self, document: ActionRequest | dict[str, Any] | bytes | str) -> RequestState:
         """Decide on a request; an allow comes with a grant, a require_approval waits for approvers."""
         request = document if isinstance(document, ActionRequest) else parse_request(document)
@@ -152,13 +210,39 @@ class Gate:
         new = self.store.create_request(request_id, request, digest, now, record)
         written = RequestRecord(request_id, request, digest, new.status, new.decision, now, new.expires_at,
                                 grant=new.grant)
-        return self._state(written, now)
+        state = self._state(written, now)
+        if state.outcome == "pending_approval" and self.on_pending is not None:
+            try:
+                self.on_pending(state, request)
+            except Exception:  # noqa: BLE001 - a notification never changes or fails a decision already made
+                _log.exception("on_pending hook failed for %s", request_id)
+        return state
 
     def status(self, request_id: str) -> RequestState:
         """A request's state now: its outcome (expired once the approval window closed), approvals and grant."""
         record = self.store.get_request(request_id)
         return self._state(record, self.clock())
 
+    def review(self, request_id: str) -> RequestReview:
+        """A request with everything an approver must see before deciding on it."""
+        return self._review(self.store.get_request(request_id), self.clock())
+
+    def pending_for(self, approver_id: str) -> list[RequestReview]:
+        """The requests waiting for `approver_id`: pending, not expired, theirs to decide, not yet decided."""
+        now = self.clock()
+        waiting = []
+        for record in self.store.pending_requests(now):
+            request = record.request
+            if approver_id == request.principal.id or approver_id in request.delegator_ids:
+                continue  # INVARIANT 4: they could not decide it anyway
+            if not any(approver_id in r.approvers for r in _requirements(record.decision)):
+                continue
+            if any(a.approver_id == approver_id for a in record.approvals):
+                continue
+            waiting.append(self._review(record, now))
+        return waiting
+
+    @_observed("approve", lambda _, kwargs: ("reject" if kwargs.get("reject") else "approve", ()))
     def decide_approval(
         self, request_id: str, approver_id: str, channel: str, *, reject: bool = False, comment: str = ""
     ) -> RequestState:
@@ -202,6 +286,7 @@ class Gate:
 
     # --- grants ---------------------------------------------------------------------------------
 
+    @_observed("consume", lambda *_: ("consumed", ()))
     def consume(
         self, grant: str, executor: str, action: ActionSpec | dict[str, Any] | bytes | str
     ) -> Consumption:
@@ -255,6 +340,12 @@ class Gate:
         return verify(self.store.audit_entries())
 
     # --- internals ------------------------------------------------------------------------------
+
+    def _observe(self, observation: Observation) -> None:
+        try:
+            self.observer(observation)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - telemetry never changes an answer
+            _log.exception("gate observer failed on %s", observation.operation)
 
     def _issue(
         self, request_id: str, request: ActionRequest, digest: str, policy_version: str,
@@ -332,6 +423,10 @@ class Gate:
             consumed=bool(grant and grant.consumed_at),
             result=grant.result if grant else None,
         )
+
+    def _review(self, record: RequestRecord, now: datetime.datetime) -> RequestReview:
+        return RequestReview(record.request, self._state(record, now),
+                             tuple(record.decision.get("matched_rules", ())), record.created_at)
 
     @staticmethod
     def _event(kind: str, request_id: str | None, at: datetime.datetime, **data: Any) -> AuditEvent:

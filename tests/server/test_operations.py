@@ -56,7 +56,8 @@ def test_the_openapi_schema_documents_every_endpoint_with_its_bodies(api: Api) -
     schema = api.call("GET", "/openapi.json").json()
     assert set(schema["paths"]) == {
         "/v1/requests", "/v1/requests/{request_id}", "/v1/requests/{request_id}/approvals", "/v1/grants/consume",
-        "/v1/grants/{jti}/result", "/.well-known/jwks.json", "/v1/audit/verify", "/healthz", "/readyz"}
+        "/v1/grants/{jti}/result", "/.well-known/jwks.json", "/v1/audit/verify", "/healthz", "/readyz",
+        "/metrics"}
     components = schema["components"]["schemas"]
     documented = {"SubmitBody", "ApprovalBody", "ConsumeBody", "ResultBody", "RequestStateBody", "ErrorBody"}
     assert documented <= set(components)

@@ -60,11 +60,19 @@ class RuleSpec(_Strict):
     description: str = ""
 
 
+class NotifySpec(_Strict):
+    """A webhook for one approver group; the HMAC secret is read from the environment variable it names."""
+
+    url: str = Field(pattern=r"^https?://[^\s]{1,2040}$")
+    secret_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
 class PolicySpec(_Strict):
     version: Literal[1]
     sensitive: list[str] = Field(default_factory=list)
     groups: dict[str, list[str]] = Field(default_factory=dict)
     executors: dict[str, str] = Field(default_factory=dict)
+    notify: dict[str, NotifySpec] = Field(default_factory=dict)
     rules: list[RuleSpec] = Field(default_factory=list)
 
 
@@ -264,6 +272,9 @@ def load_policy(text: str | bytes) -> Policy:
 
 def compile_policy(spec: PolicySpec, version: str, root: yaml.Node | None = None) -> Policy:
     """Resolve groups, compile conditions and index the rules."""
+    for group in spec.notify:
+        if group not in spec.groups:
+            raise _fail(f"notify: undefined group `{group}`", _line_of(root, ("notify", group)))
     seen_ids: set[str] = set()
     rules: list[Rule] = []
     for n, rule_spec in enumerate(spec.rules):

@@ -9,20 +9,31 @@ from fastapi.openapi.utils import get_openapi
 
 from interlock.credentials import Credentials
 from interlock.gate import Gate
-from interlock.server import errors
+from interlock.server import errors, metrics
+from interlock.server.inbox import install as install_inbox
 from interlock.server.routes import grants, operations, requests
 from interlock.server.schemas import BODY_MODELS
 
 
-def create_app(gate: Gate, credentials: Credentials) -> FastAPI:
-    """The HTTP API over `gate`, its callers authenticated by `credentials`."""
+def create_app(gate: Gate, credentials: Credentials, *, metrics_public: bool = False,
+               dev_insecure_cookies: bool = False) -> FastAPI:
+    """The HTTP API over `gate`, its callers authenticated by `credentials`.
+
+    `/metrics` needs an admin credential unless `metrics_public` (only for a server bound to loopback).
+    One app per gate: the app becomes the gate's observer. The inbox's cookies are `Secure` unless
+    `dev_insecure_cookies` (only for plain HTTP on loopback).
+    """
     app = FastAPI(title="Interlock", version="1", description="A second, independent control between a request"
                   " and its execution. Every call but jwks and health needs `Authorization: Bearer ilk_...`.")
     app.state.gate = gate
     app.state.credentials = credentials
+    app.state.metrics = metrics.Metrics(public=metrics_public)
+    gate.observer = app.state.metrics.observe
     app.include_router(requests.router)
     app.include_router(grants.router)
     app.include_router(operations.router)
+    install_inbox(app, dev_insecure_cookies=dev_insecure_cookies)
+    app.include_router(metrics.router)
     errors.install(app)
 
     def openapi() -> dict[str, Any]:

@@ -6,8 +6,8 @@
 | `input.too_large`                                                          | 413    |
 | `input.no_such_endpoint`                                                   | 404    |
 | `input.method_not_allowed`                                                 | 405    |
-| `auth.missing`, `auth.invalid`, `auth.revoked`                             | 401    |
-| `auth.forbidden`, `auth.principal_mismatch`                                | 403    |
+| `auth.missing`, `auth.invalid`, `auth.revoked`, `auth.session`             | 401    |
+| `auth.forbidden`, `auth.principal_mismatch`, `auth.csrf`                   | 403    |
 | `request.not_found`, `auth.unknown_credential`                             | 404    |
 | `approval.*`, `request.rejected`, `request.not_pending`                    | 409    |
 | `approval.expired`, `grant.expired`                                        | 410    |
@@ -41,6 +41,8 @@ _EXACT = {
     "auth.revoked": 401,
     "auth.forbidden": 403,
     "auth.principal_mismatch": 403,
+    "auth.session": 401,
+    "auth.csrf": 403,
     "auth.unknown_credential": 404,
     "auth.already_revoked": 409,
     "request.not_found": 404,

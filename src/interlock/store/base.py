@@ -149,6 +149,10 @@ class Store(Protocol):
         """A request with its approvals and grant; `request.not_found` if there is none."""
         ...
 
+    def pending_requests(self, now: datetime.datetime) -> list[RequestRecord]:
+        """Every request still waiting for approval at `now` (not expired), oldest first, with its approvals."""
+        ...
+
     def audit_entries(self) -> Iterator[StoredEntry]:
         """Every audit entry in log order."""
         ...

@@ -284,6 +284,22 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
 
+    def pending_requests(self, now: datetime.datetime) -> list[RequestRecord]:
+        try:
+            with self._connection() as db:
+                db.execute("BEGIN")  # one read snapshot: no request half-updated between its rows
+                try:
+                    ids = db.execute(
+                        "SELECT id FROM requests WHERE status = 'pending_approval'"
+                        " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at, id",
+                        (to_micros(now),),
+                    ).fetchall()
+                    return [self._load(db, row[0]) for row in ids]
+                finally:
+                    self._rollback(db)
+        except sqlite3.Error as exc:
+            raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
+
     def audit_entries(self) -> Iterator[StoredEntry]:
         rows = self._read("SELECT idx, leaf, leaf_hash, chain_hash FROM audit ORDER BY rowid", ())
         for idx, leaf, leaf_digest, chain in rows:

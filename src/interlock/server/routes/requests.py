@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from typing import Annotated, Any
 
@@ -57,23 +58,32 @@ async def status(
     who: Annotated[Identity, Depends(caller("principal", "approver", "admin"))],
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False, description=_WAIT)] = 0,
 ) -> JSONResponse:
-    """A request's state, for its requester, any approver or an admin; `?wait=` long-polls for a change."""
+    """A request's state, for its requester, any approver or an admin; `?wait=` long-polls for a change.
+
+    The response's `ETag` names the state. Sent back as `If-None-Match`, it makes the long-poll wait for a
+    state other than that one, so a change that landed between two polls returns at once.
+    """
     gate = gate_of(request)
     state = await run_in_threadpool(gate.status, request_id)
     _check_reader(state, who)
-    started = state.to_json()
+    body = state.to_json()
+    seen = request.headers.get("if-none-match") or _etag(body)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
-    if wait:
+    if wait and _etag(body) == seen:
         with gate.notifier.subscribe(request_id) as changes:
             # Read before each wait: a change between the first read and the subscription is seen here.
             while (remaining := deadline - loop.time()) > 0:
                 changes.clear()
-                state = await run_in_threadpool(gate.status, request_id)
-                if state.to_json() != started:
+                body = (await run_in_threadpool(gate.status, request_id)).to_json()
+                if _etag(body) != seen:
                     break
                 await changes.wait(min(remaining, POLL_SECONDS))
-    return JSONResponse(state.to_json())
+    return JSONResponse(body, headers={"ETag": _etag(body)})
+
+
+def _etag(body: dict[str, Any]) -> str:
+    return '"' + hashlib.sha256(_canonical(body).encode()).hexdigest()[:32] + '"'
 
 
 @router.post("/{request_id}/approvals", response_model=None, openapi_extra=request_body(ApprovalBody),

@@ -1,0 +1,165 @@
+"""The approver inbox in a real browser: Debian's Chromium, driven by Playwright, against `interlock serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import SEED
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing: `make test` installs Debian's chromium as root, or run"
+                " `apt-get install -y chromium`", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency: pip install -e '.[dev]'")
+
+# Debian's browser only: Playwright never downloads one here (no `playwright install`).
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+HOSTILE = "<img src=x onerror=alert(1)>"
+PAYMENT = {
+    "on_behalf_of": [{"id": "user:ceo", "kind": "human"}],
+    "action": "payments.transfer",
+    "resource": "account:treasury",
+    "params": {"amount": 48000, "currency": "EUR", "recipient": "GB33BUKB20201555555555", "memo": HOSTILE},
+    "channel": "chat",
+    "justification": "CEO asked in chat",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _environment(home: Path) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("INTERLOCK_")} | {"INTERLOCK_HOME": str(home)}
+
+
+def _token(home: Path, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "interlock.cli", *args], capture_output=True,
+                          env=_environment(home), timeout=60, check=True)
+    return str(json.loads(done.stdout)["token"])
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """`interlock serve` on a free loopback port, with the seed policy and a token per caller."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(SEED / "policy.yaml", home / "policy.yaml")
+    tokens = {
+        "agent": _token(home, "principals", "add", "agent:finance-assistant", "--kind", "agent",
+                        "--attributes", json.dumps({"known_recipients": ["DE89370400440532013000"]})),
+        "payments": _token(home, "principals", "add", "payments-service", "--kind", "service"),
+        "alice": _token(home, "approvers", "add", "user:alice"),
+        "bob": _token(home, "approvers", "add", "user:bob"),
+    }
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "interlock.cli", "serve", "--port", str(port)],
+                              env=_environment(home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # bounded: the process is starting, there is no event to wait on
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up within 30 s"
+            time.sleep(0.1)
+        yield base, tokens
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        if server.stderr:
+            server.stderr.close()
+
+
+def _long_poll_until_decided(base: str, token: str, request_id: str, result: dict[str, Any]) -> None:
+    """The requester's side, as a CIBA client polls: long-poll again after each change until it is decided."""
+    with httpx.Client(base_url=base, timeout=90, headers={"Authorization": f"Bearer {token}"}) as http:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            state = http.get(f"/v1/requests/{request_id}", params={"wait": 60}).json()
+            result["polls"] = result.get("polls", 0) + 1
+            if state["outcome"] != "pending_approval":
+                result["state"] = state
+                return
+
+
+@pytest.mark.slow
+def test_an_approver_sees_a_hostile_param_as_text_approves_and_the_requesters_long_poll_gets_the_grant(
+    served: tuple[str, dict[str, str]],
+) -> None:
+    base, tokens = served
+    submitted = httpx.post(f"{base}/v1/requests", json=PAYMENT, headers={"Authorization": f"Bearer {tokens['agent']}"})
+    assert submitted.status_code == 201 and submitted.json()["outcome"] == "pending_approval", submitted.text
+    request_id = submitted.json()["request_id"]
+    polled: dict[str, Any] = {}
+    requester = threading.Thread(target=_long_poll_until_decided, args=(base, tokens["agent"], request_id, polled))
+    requester.start()
+
+    dialogs: list[str] = []
+    console: list[str] = []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            for approver in ("alice", "bob"):
+                context = browser.new_context()  # each approver in their own browser session
+                page = context.new_page()
+                page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+                page.on("console", lambda message: console.append(message.text))
+                page.goto(f"{base}/inbox/login")
+                page.fill("#token", tokens[approver])
+                page.click("button[type=submit]")
+                page.wait_for_url(f"{base}/inbox")
+                page.click(f"a[href='/inbox/requests/{request_id}']")
+                page.wait_for_url(f"{base}/inbox/requests/{request_id}")
+
+                params = page.inner_text("pre.params")
+                assert json.loads(params)["memo"] == HOSTILE  # the exact param, shown as text
+                assert HOSTILE in page.inner_text("main")
+                assert page.locator("main img").count() == 0
+                assert "user:ceo" in page.inner_text("ol.chain") and "chat" in page.inner_text("main")
+
+                page.fill("#comment", f"{approver} called the CEO back")
+                page.click("button[value=approve]")
+                page.wait_for_url(f"{base}/inbox/requests/{request_id}")
+                assert "You approved this request." in page.inner_text("main")
+                context.close()
+        finally:
+            browser.close()
+
+    requester.join(timeout=90)
+    assert not requester.is_alive(), "the requester's long-poll never returned"
+    state = polled["state"]
+    assert state["outcome"] == "approved" and state["grant"], state
+    assert sorted((a["approver"], a["channel"]) for a in state["approvals"]) == [("user:alice", "web"),
+                                                                                 ("user:bob", "web")]
+    assert dialogs == [], dialogs  # no script ran
+    # The pages need nothing the Content-Security-Policy blocks (a blocked stylesheet would be logged here).
+    assert not [line for line in console if "Content Security Policy" in line], console
+    consumed = httpx.post(f"{base}/v1/grants/consume", headers={"Authorization": f"Bearer {tokens['payments']}"},
+                          json={"grant": state["grant"], "action": PAYMENT["action"], "resource": PAYMENT["resource"],
+                                "params": PAYMENT["params"]})
+    assert consumed.status_code == 200 and consumed.json()["consumed"] is True, consumed.text

@@ -1,0 +1,72 @@
+"""`interlock serve` as a real process on a free port, and credentials made with the real CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .e2e_support import SEED_POLICY, clean_env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def seeded_home(tmp_path: Path) -> Path:
+    """A data home holding the seed policy."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(SEED_POLICY, home / "policy.yaml")
+    return home
+
+
+def cli(home: Path, *args: str) -> Any:
+    """`interlock ARGS` as a real process on `home`; its JSON output."""
+    done = subprocess.run([sys.executable, "-m", "interlock.cli", *args], capture_output=True, timeout=60,
+                          env=clean_env(INTERLOCK_HOME=str(home)))
+    assert done.returncode == 0, done.stderr.decode()
+    return json.loads(done.stdout)
+
+
+@contextmanager
+def serving(home: Path) -> Iterator[str]:
+    """Run `interlock serve` on `home` until the block ends; its base URL once /healthz answers."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "interlock.cli", "serve", "--port", str(port)],
+                              env=clean_env(INTERLOCK_HOME=str(home)), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # bounded: the process is starting, there is no event to wait on
+            if server.poll() is not None:
+                raise AssertionError(server.stderr.read().decode() if server.stderr else "serve exited")
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up within 30 s"
+            time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+        if server.stderr:
+            server.stderr.close()

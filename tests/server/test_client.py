@@ -1,0 +1,236 @@
+"""`RemoteGate` against the real ASGI app: every method, refusals as the local gate's errors, failing closed."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from interlock.client import RemoteGate, ReportedResult, error_for
+from interlock.core.errors import (
+    ApprovalError,
+    AuthError,
+    GrantError,
+    InterlockError,
+    KeyringError,
+    PolicyError,
+    RequestError,
+    StoreError,
+)
+from interlock.enforce.guard import guard
+from interlock.gate import Consumption, RequestState
+
+from .conftest import Api, submission
+
+PARAMS = submission()["params"]
+
+
+class _PortalTransport(httpx.BaseTransport):
+    """A sync httpx transport onto the ASGI app, run on the fixture's event loop (what TestClient does)."""
+
+    def __init__(self, api: Api) -> None:
+        self._asgi = httpx.ASGITransport(app=api.app)
+        self._portal = api.portal
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+
+        async def send() -> httpx.Response:
+            copy = httpx.Request(request.method, request.url, headers=request.headers, content=body)
+            response = await self._asgi.handle_async_request(copy)
+            content = await response.aread()
+            return httpx.Response(response.status_code, headers=response.headers, content=content)
+
+        return self._portal.call(send)
+
+
+@pytest.fixture
+def remote(api: Api) -> Iterator[Any]:
+    """`remote("alice")`: a RemoteGate on the ASGI app holding that caller's credential."""
+    opened: list[RemoteGate] = []
+
+    def make(who: str) -> RemoteGate:
+        gate = RemoteGate("http://interlock", api.tokens[who], transport=_PortalTransport(api))
+        opened.append(gate)
+        return gate
+
+    yield make
+    for gate in opened:
+        gate.close()
+
+
+def expect_refusal(error: pytest.ExceptionInfo[InterlockError], cls: type[InterlockError], code: str) -> None:
+    assert type(error.value) is cls, repr(error.value)
+    assert error.value.code == code, repr(error.value)
+    assert error.value.message
+
+
+def test_every_method_runs_the_ceo_payment_as_a_local_gate_would(api: Api, remote: Any) -> None:
+    agent, alice, bob, ceo, payments = (remote(w) for w in ("agent", "alice", "bob", "ceo", "payments"))
+
+    pending = agent.submit(submission())
+    assert isinstance(pending, RequestState)
+    assert pending.outcome == "pending_approval" and pending.grant is None
+    assert pending.reasons == ("policy.approval_required",)
+    local = api.gate.status(pending.request_id)
+    assert pending.to_json() == local.to_json(), "the SDK reads back exactly the gate's state"
+    assert pending.expires_at == local.expires_at
+    assert agent.status(pending.request_id).to_json() == local.to_json()
+
+    with pytest.raises(InterlockError) as refused:
+        ceo.decide_approval(pending.request_id)
+    expect_refusal(refused, ApprovalError, "approval.not_independent")
+
+    first = alice.decide_approval(pending.request_id, comment="called the CEO back")
+    assert first.outcome == "pending_approval"
+    assert (first.approvals[0]["approver"], first.approvals[0]["channel"]) == ("user:alice", "api")
+    approved = bob.decide_approval(pending.request_id)
+    assert approved.outcome == "approved" and approved.grant
+
+    # wait() on a request that is already decided returns at once rather than long-polling for a change.
+    waited = agent.wait(pending.request_id, 30)
+    assert waited.outcome == "approved" and waited.grant == approved.grant
+
+    assert agent.jwks() == api.gate.keys.jwks()
+
+    action = {"action": "payments.transfer", "resource": "account:treasury", "params": PARAMS}
+    consumed = payments.consume(approved.grant, "payments-service", action)
+    assert isinstance(consumed, Consumption)
+    assert (consumed.request_id, consumed.executor, consumed.action, consumed.digest) == (
+        pending.request_id, "payments-service", "payments.transfer", pending.digest)
+    with pytest.raises(InterlockError) as again:
+        payments.consume(approved.grant, "payments-service", action)
+    expect_refusal(again, GrantError, "grant.already_used")
+
+    reported = payments.report(consumed.jti, True, "paid", executor="payments-service")
+    assert reported == ReportedResult(consumed.jti, pending.request_id, "succeeded", "paid")
+    with pytest.raises(InterlockError) as twice:
+        payments.report(consumed.jti, False)
+    expect_refusal(twice, GrantError, "grant.result_recorded")
+    final = agent.status(pending.request_id)
+    assert final.consumed and final.result == "succeeded" and final.grant is None
+
+
+def test_wait_long_polls_until_the_quorum_is_met(api: Api, remote: Any) -> None:
+    agent, alice, bob = remote("agent"), remote("alice"), remote("bob")
+    request_id = agent.submit(submission()).request_id
+    assert agent.wait(request_id, 0).outcome == "pending_approval", "a zero wait is one read"
+
+    waited: list[RequestState] = []
+    waiter = threading.Thread(target=lambda: waited.append(agent.wait(request_id, 30)))
+    waiter.start()
+    alice.decide_approval(request_id)
+    bob.decide_approval(request_id)
+    waiter.join(timeout=40)
+    assert not waiter.is_alive()
+    assert waited[0].outcome == "approved" and waited[0].grant
+
+
+def test_guard_consumes_and_reports_through_a_remote_gate(api: Api, remote: Any) -> None:
+    agent, payments = remote("agent"), remote("payments")
+    small = submission(params={"amount": 250, "currency": "EUR", "recipient": "DE89370400440532013000"},
+                       on_behalf_of=[], channel="api")
+    allowed = agent.submit(small)
+    assert allowed.outcome == "allowed" and allowed.grant
+    paid: list[tuple[int, str, str]] = []
+
+    @guard("payments.transfer", executor="payments-service", gate=payments, resource="account:treasury")
+    def transfer(amount: int, currency: str, recipient: str) -> str:
+        paid.append((amount, currency, recipient))
+        return "ok"
+
+    with pytest.raises(InterlockError) as other_amount:
+        transfer(251, "EUR", "DE89370400440532013000", grant=allowed.grant)
+    expect_refusal(other_amount, GrantError, "grant.digest_mismatch")
+    assert transfer(250, "EUR", "DE89370400440532013000", grant=allowed.grant) == "ok"
+    with pytest.raises(InterlockError) as replay:
+        transfer(250, "EUR", "DE89370400440532013000", grant=allowed.grant)
+    expect_refusal(replay, GrantError, "grant.already_used")
+    assert paid == [(250, "EUR", "DE89370400440532013000")], "ran exactly once"
+    assert agent.status(allowed.request_id).result == "succeeded"
+
+
+def test_refusals_are_the_local_gates_errors_with_the_servers_codes(api: Api, remote: Any) -> None:
+    agent, alice, payments = remote("agent"), remote("alice"), remote("payments")
+    stranger = RemoteGate("http://interlock", "ilk_" + "A" * 43, transport=_PortalTransport(api))
+    request_id = agent.submit(submission()).request_id
+
+    cases: list[tuple[Any, type[InterlockError], str]] = [
+        (lambda: agent.submit(submission(surprise=1)), RequestError, "input.unknown_field"),
+        (lambda: agent.submit(b'{"action": "a", "action": "b"}'), RequestError, "input.duplicate_key"),
+        (lambda: agent.submit(submission(principal={"id": "agent:other"})), AuthError, "auth.principal_mismatch"),
+        (lambda: alice.submit(submission()), AuthError, "auth.forbidden"),
+        (lambda: agent.decide_approval(request_id), AuthError, "auth.forbidden"),
+        (lambda: agent.status("req_nope"), ApprovalError, "request.not_found"),
+        (lambda: agent.status("../jwks"), RequestError, "input.invalid"),
+        (lambda: payments.consume("not-a-grant", "payments-service",
+                                  {"action": "payments.transfer", "resource": "account:treasury", "params": {}}),
+         GrantError, "grant.malformed"),
+        (lambda: payments.consume("x", "payments-service", {"action": "a", "resource": "r",
+                                                              "params": {"n": float("nan")}}),
+         RequestError, "input.invalid"),
+        (lambda: agent.consume("x", "payments-service", {"action": "a", "resource": "r"}),
+         AuthError, "auth.principal_mismatch"),
+        (lambda: payments.report("grt_nope", True), GrantError, "grant.not_issued"),
+        (lambda: stranger.status(request_id), AuthError, "auth.invalid"),
+    ]
+    for call, cls, code in cases:
+        with pytest.raises(InterlockError) as refused:
+            call()
+        expect_refusal(refused, cls, code)
+    assert api.gate.status(request_id).outcome == "pending_approval", "no refusal changed anything"
+    assert stranger.jwks() == api.gate.keys.jwks(), "the keys are public: no credential is checked there"
+    stranger.close()
+
+
+@pytest.mark.parametrize(("code", "cls"), [
+    ("input.invalid", RequestError), ("policy.no_executor", PolicyError), ("approval.expired", ApprovalError),
+    ("request.rejected", ApprovalError), ("grant.expired", GrantError), ("auth.revoked", AuthError),
+    ("store.unavailable", StoreError), ("keys.unreadable", KeyringError), ("internal", InterlockError),
+])
+def test_each_reason_code_family_maps_to_the_local_error_class(code: str, cls: type[InterlockError]) -> None:
+    error = error_for(code, "m")
+    assert type(error) is cls and error.code == code
+
+
+def test_an_unreachable_server_fails_closed_as_store_unavailable() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    with RemoteGate(f"http://127.0.0.1:{port}", "ilk_x", timeout=2) as gate, pytest.raises(InterlockError) as refused:
+        gate.consume("grant", "payments-service", {"action": "a", "resource": "r", "params": {}})
+    expect_refusal(refused, StoreError, "store.unavailable")
+
+
+def test_a_server_that_does_not_answer_in_time_fails_closed_as_store_unavailable() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()  # accepts connections into the backlog, never answers
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        with RemoteGate(url, "ilk_x", timeout=0.3) as gate, pytest.raises(InterlockError) as refused:
+            gate.consume("grant", "payments-service", {"action": "a", "resource": "r", "params": {}})
+    expect_refusal(refused, StoreError, "store.unavailable")
+
+
+@pytest.mark.parametrize(("status", "body", "code"), [
+    (502, b"<html>Bad Gateway</html>", "store.server_error"),
+    (500, b"", "store.server_error"),
+    (200, b"<html>captive portal</html>", "store.bad_response"),
+    (200, b'{"unexpected": true}', "store.bad_response"),
+    (404, b"not found", "store.bad_response"),
+])
+def test_a_response_outside_the_api_contract_fails_closed(status: int, body: bytes, code: str) -> None:
+    # The outside world (a proxy or a wrong host in front of the server), so a mock transport.
+    transport = httpx.MockTransport(lambda _: httpx.Response(status, content=body))
+    with RemoteGate("http://proxy", "ilk_x", transport=transport) as gate, pytest.raises(InterlockError) as refused:
+        gate.consume("grant", "payments-service", {"action": "a", "resource": "r", "params": {}})
+    expect_refusal(refused, StoreError, code)
+
+
+def test_the_token_is_not_in_the_repr() -> None:
+    with RemoteGate("http://interlock/", "ilk_secret") as gate:
+        assert "ilk_secret" not in repr(gate) and gate.url == "http://interlock"
