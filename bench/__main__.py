@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import floor, interlock_paths, peers, report, rule_scaling
+from bench import floor, http_paths, interlock_paths, peers, report, rule_scaling
 from bench.common import POLICY_YAML, REQUEST_BYTES
 from bench.measure import Subject, calibrate, run_rounds
 from interlock.core.policy import load_policy
@@ -87,6 +87,10 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=0.08, help="seconds per subject per round (default 0.08)")
     parser.add_argument("--quick", action="store_true", help="3 rounds of 0.05 s: a smoke run, not a measurement")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target fails")
+    parser.add_argument("--http", action=argparse.BooleanOptionalAction, default=True,
+                        help="after the table, run `interlock serve` and load it over HTTP (issue 3; default on)")
+    parser.add_argument("--http-seconds", type=float, default=4.0,
+                        help="measured seconds per HTTP row, after a 1 s warm-up (default 4)")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
     args = parser.parse_args()
     rounds, budget = (3, 0.05) if args.quick else (args.rounds, args.budget)
@@ -111,9 +115,17 @@ def main() -> int:
                  f" {environment['wall_seconds']} s in all"]
         found = report.print_report(console, by_key, compile_seconds, notes)
         document = report.results_json(by_key, found, compile_seconds, environment, notes)
+        http_passed = True
+        if args.http:
+            seconds, warmup = (0.5, 0.2) if args.quick else (args.http_seconds, 1.0)
+            http = http_paths.run(directory / "http", console, seconds=seconds, warmup=warmup)
+            http_paths.print_report(console, http)
+            http_passed = http.passed
+            document["http"] = http.to_json()
+            environment["wall_seconds"] = round(time.perf_counter() - started, 1)
         args.json.write_text(json.dumps(document, indent=2) + "\n")
         console.print(f"results written to {args.json}")
-    return 1 if args.strict and not all(t.passed for t in found) else 0
+    return 1 if args.strict and not (http_passed and all(t.passed for t in found)) else 0
 
 
 if __name__ == "__main__":

@@ -68,5 +68,10 @@ def ceo_payment(**params: Any) -> dict[str, Any]:
     }
 
 
+def code_of(gate: Gate, request_id: str) -> str | None:
+    """The binding code the requester was given, as it would tell it to the approvers of a sensitive action."""
+    return gate.status(request_id).binding_code
+
+
 def spec_of(request: dict[str, Any]) -> dict[str, Any]:
     return {"action": request["action"], "resource": request["resource"], "params": request["params"]}

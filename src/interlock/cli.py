@@ -105,10 +105,13 @@ def approve(request_id: str,
             channel: Annotated[str, typer.Option("--channel", help="Channel the approval comes over.")],
             reject: Annotated[bool, typer.Option("--reject", help="Reject instead of approve.")] = False,
             comment: Annotated[str, typer.Option("--comment")] = "",
+            binding_code: Annotated[str | None, typer.Option(
+                "--binding-code", help="The code the requester gave you; needed to approve a sensitive action."
+            )] = None,
             home: HomeOpt = None, policy: PolicyOpt = None) -> None:
     """Approve (or --reject) a pending request; prints the new state, with the grant once quorum is met."""
     _print(_with_gate(home, policy, lambda gate: gate.decide_approval(
-        request_id, approver, channel, reject=reject, comment=comment).to_json()))
+        request_id, approver, channel, reject=reject, comment=comment, binding_code=binding_code).to_json()))
 
 
 @app.command()

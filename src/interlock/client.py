@@ -128,14 +128,19 @@ class RemoteGate:
                               timeout=wait + self.timeout)
         return _state(_answer(response)), response.headers.get("etag")
 
-    def decide_approval(self, request_id: str, *, reject: bool = False, comment: str = "") -> RequestState:
+    def decide_approval(
+        self, request_id: str, *, reject: bool = False, comment: str = "", binding_code: str | None = None
+    ) -> RequestState:
         """Approve (or reject) as the authenticated approver.
 
         Unlike `Gate.decide_approval`, there is no approver id or channel argument: the server takes the
         approver from the credential and the channel from where it authenticated (`api`), so a caller can
-        neither approve as someone else nor claim a channel (INVARIANT 4).
+        neither approve as someone else nor claim a channel (INVARIANT 4). Approving a sensitive action
+        needs `binding_code`, the code its requester was given and passed on.
         """
-        body = {"decision": "reject" if reject else "approve", "comment": comment}
+        body: dict[str, Any] = {"decision": "reject" if reject else "approve", "comment": comment}
+        if binding_code is not None:
+            body["binding_code"] = binding_code
         return _state(self._call("POST", f"/v1/requests/{_segment(request_id)}/approvals", body))
 
     # --- grants ---------------------------------------------------------------------------------
@@ -262,6 +267,8 @@ def _state(value: Any) -> RequestState:
             approvals=tuple(body.get("approvals") or ()),
             consumed=bool(body.get("consumed")),
             result=body.get("result"),
+            binding_code=approval.get("binding_code"),
+            sensitive=bool(approval.get("binding_code_required")),
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         raise _bad_response("a request state without its fields") from None

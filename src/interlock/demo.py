@@ -38,6 +38,8 @@ class _Run:
     requests: dict[str, dict[str, Any]] = field(default_factory=dict)
     ids: dict[str, str] = field(default_factory=dict)
     grants: dict[str, str] = field(default_factory=dict)
+    # The binding code each requester was given, and passes on to its approvers over their own channel.
+    codes: dict[str, str | None] = field(default_factory=dict)
 
     def step(self, step: dict[str, Any]) -> str | None:
         """Perform one step; return the outcome or reason code it produced (None for set-up steps)."""
@@ -57,10 +59,13 @@ class _Run:
             document["params"] = {**document["params"], **step.get("change", {})}
             state = self.gate.submit(document)
             self.requests[step["name"]], self.ids[step["name"]] = document, state.request_id
+            self.codes[step["name"]] = state.binding_code
             return self._remember(step["name"], state.outcome, state.grant)
         if "approve" in step:
             name = step["approve"]
-            state = self.gate.decide_approval(self.ids[name], step["by"], step["channel"])
+            # A step may give another code (or none) than the one the requester passed on.
+            code = step["binding_code"] if "binding_code" in step else self.codes.get(name)
+            state = self.gate.decide_approval(self.ids[name], step["by"], step["channel"], binding_code=code)
             return self._remember(name, state.outcome, state.grant)
         if "consume" in step:
             name = step["consume"]

@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 from interlock import grant_tokens
 from interlock.audit.chain import Verification, verify
 from interlock.core import approval as approval_rules
+from interlock.core import binding
 from interlock.core.action import CHANNEL_NAME, ActionRequest, ActionSpec, parse_action, parse_request
-from interlock.core.approval import Approval
+from interlock.core.approval import AUTH_METHODS, Approval, ApproverAuth, Verdict
 from interlock.core.conditions import History
 from interlock.core.decision import Decision, decide
 from interlock.core.errors import ApprovalError, GrantError, InterlockError, PolicyError, RequestError
@@ -66,6 +67,9 @@ class RequestState:
     approvals: tuple[dict[str, Any], ...] = ()
     consumed: bool = False
     result: str | None = None
+    # CIBA-style binding code of a request waiting for approvers; typing it is required when `sensitive`.
+    binding_code: str | None = None
+    sensitive: bool = False
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -83,6 +87,8 @@ class RequestState:
                 "requirements": list(self.requirements),
                 "progress": list(self.progress),
                 "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+                "binding_code": self.binding_code,
+                "binding_code_required": self.sensitive,
             }
         if self.approvals:
             body["approvals"] = list(self.approvals)
@@ -121,13 +127,15 @@ class Observation:
     outcome: str  # submit: allowed|denied|pending_approval; approve: approve|reject; consume: consumed; or refused
     codes: tuple[str, ...]  # the refusal's code, or a deny decision's reasons
     seconds: float
+    flags: tuple[str, ...] = ()  # approve: `rubber_stamp` when given faster than the policy's review time
 
 
 Observer = Callable[[Observation], None]
 PendingHook = Callable[["RequestState", ActionRequest], None]
 
 
-Outcome = Callable[[Any, dict[str, Any]], tuple[str, tuple[str, ...]]]
+# (result, positional arguments, keyword arguments) -> (outcome, codes, flags)
+Outcome = Callable[[Any, tuple[Any, ...], dict[str, Any]], tuple[str, tuple[str, ...], tuple[str, ...]]]
 
 
 def _observed(operation: str, outcome: Outcome) -> Callable[[F], F]:
@@ -144,8 +152,8 @@ def _observed(operation: str, outcome: Outcome) -> Callable[[F], F]:
             except InterlockError as refusal:
                 self._observe(Observation(operation, "refused", (refusal.code,), time.perf_counter() - started))
                 raise
-            ended, codes = outcome(result, kwargs)
-            self._observe(Observation(operation, ended, codes, time.perf_counter() - started))
+            ended, codes, flags = outcome(result, args, kwargs)
+            self._observe(Observation(operation, ended, codes, time.perf_counter() - started, flags))
             return result
 
         return observed  # type: ignore[return-value]
@@ -173,7 +181,7 @@ class Gate:
 
     # --- requests -----------------------------------------------------------------------------
 
-    @_observed("submit", lambda state, _: (state.outcome, state.reasons if state.outcome == "denied" else ()))
+    @_observed("submit", lambda state, *_: (state.outcome, state.reasons if state.outcome == "denied" else (), ()))
     def submit(self, document: ActionRequest | dict[str, Any] | bytes | str) -> RequestState:
         """Decide on a request; an allow comes with a grant, a require_approval waits for approvers."""
         request = document if isinstance(document, ActionRequest) else parse_request(document)
@@ -242,14 +250,19 @@ class Gate:
             waiting.append(self._review(record, now))
         return waiting
 
-    @_observed("approve", lambda _, kwargs: ("reject" if kwargs.get("reject") else "approve", ()))
+    @_observed("approve", lambda state, args, kwargs: _approve_outcome(state, args, kwargs))
     def decide_approval(
-        self, request_id: str, approver_id: str, channel: str, *, reject: bool = False, comment: str = ""
+        self, request_id: str, approver_id: str, channel: str, *, reject: bool = False, comment: str = "",
+        auth: ApproverAuth = "local", binding_code: str | None = None,
     ) -> RequestState:
-        """Record an approver's approve or reject; issue the grant once every quorum is met."""
-        _check_approval_args(approver_id, channel, comment)
+        """Record an approver's approve or reject; issue the grant once every quorum is met.
+
+        `auth` is how the approver authenticated (`token`, `session`, `local`); it goes into the grant.
+        Approving a sensitive action needs the request's `binding_code`, which the requester was given.
+        """
+        _check_approval_args(approver_id, channel, comment, auth)
         now = self.clock()
-        verdict = "reject" if reject else "approve"
+        verdict: Verdict = "reject" if reject else "approve"
 
         def change(record: RequestRecord) -> RequestChange:
             state = self._state(record, now)
@@ -261,16 +274,28 @@ class Gate:
                 raise ApprovalError("request.not_pending", f"request is {state.outcome}, not pending approval")
             requirements = _requirements(record.decision)
             approval_rules.check_approver(record.request, requirements, approver_id, channel, record.approvals)
-            approval = Approval(self.ids("apr"), record.id, approver_id, channel, verdict, comment, now)
+            # A decision that does not say whether it is sensitive is treated as sensitive (fail closed).
+            if not reject and record.decision.get("sensitive", True) and not binding.matches(
+                    record.id, record.digest, binding_code):
+                raise ApprovalError(
+                    "approval.binding_mismatch",
+                    "approving this sensitive action needs its binding code, which the requester was given:"
+                    " the code is missing or belongs to another request",
+                )
+            approval = Approval(self.ids("apr"), record.id, approver_id, channel, verdict, comment, now, auth)
+            flagged: dict[str, bool] = {}
+            if approval_rules.is_rubber_stamp(requirements, approver_id, verdict, record.created_at, now):
+                flagged["rubber_stamp"] = True
             events = [self._event(f"approval.{verdict}d", record.id, now, approval_id=approval.id,
-                                  approver=approver_id, channel=channel, comment=comment)]
+                                  approver=approver_id, channel=channel, auth=auth, comment=comment, **flagged)]
             if reject:
                 return RequestChange(events, status="rejected", approval=approval)
             approvals = (*record.approvals, approval)
             if not approval_rules.is_satisfied(record.request, requirements, approvals):
                 return RequestChange(events, approval=approval)
             grant = self._issue(record.id, record.request, record.digest, record.decision["policy_version"],
-                                [a.id for a in approvals], now)
+                                [{"id": a.id, "approver": a.approver_id, "channel": a.channel, "auth": a.auth}
+                                 for a in approvals], now)
             events.append(self._grant_event(grant, now))
             return RequestChange(events, status="approved", approval=approval, grant=grant)
 
@@ -279,14 +304,14 @@ class Gate:
         except ApprovalError as refusal:
             if refusal.code != "request.not_found":
                 self._audit_refusal("approval.refused", request_id, now, refusal, approver=approver_id,
-                                    channel=channel, verdict=verdict)
+                                    channel=channel, auth=auth, verdict=verdict)
             raise
         self.notifier.changed(request_id)
         return self.status(request_id)
 
     # --- grants ---------------------------------------------------------------------------------
 
-    @_observed("consume", lambda *_: ("consumed", ()))
+    @_observed("consume", lambda *_: ("consumed", (), ()))
     def consume(
         self, grant: str, executor: str, action: ActionSpec | dict[str, Any] | bytes | str
     ) -> Consumption:
@@ -349,7 +374,7 @@ class Gate:
 
     def _issue(
         self, request_id: str, request: ActionRequest, digest: str, policy_version: str,
-        approval_ids: list[str] | tuple[str, ...], now: datetime.datetime,
+        approvals: list[dict[str, str]] | tuple[dict[str, str], ...], now: datetime.datetime,
     ) -> GrantRecord:
         executor = self._executor(request, self.policy)
         if executor is None:
@@ -359,7 +384,7 @@ class Gate:
         claims = build_claims(
             issuer=self.issuer, request=request, request_id=request_id, digest=digest, executor=executor,
             jti=jti, issued_at=issued_at, ttl=self.grant_ttl, policy_version=policy_version,
-            approval_ids=approval_ids,
+            approvals=approvals,
         )
         token = grant_tokens.sign(claims, self.keys)
         expires = datetime.datetime.fromtimestamp(issued_at + self.grant_ttl, tz=datetime.UTC)
@@ -416,12 +441,16 @@ class Gate:
             requirements=tuple(decision["requirements"]),
             progress=tuple(approval_rules.progress(record.request, requirements, record.approvals)),
             approvals=tuple(
-                {"id": a.id, "approver": a.approver_id, "channel": a.channel, "verdict": a.verdict,
-                 "comment": a.comment, "at": a.at.isoformat()}
+                {"id": a.id, "approver": a.approver_id, "channel": a.channel, "auth": a.auth, "verdict": a.verdict,
+                 "comment": a.comment, "at": a.at.isoformat(),
+                 "rubber_stamp": approval_rules.is_rubber_stamp(requirements, a.approver_id, a.verdict,
+                                                                record.created_at, a.at)}
                 for a in record.approvals
             ),
             consumed=bool(grant and grant.consumed_at),
             result=grant.result if grant else None,
+            binding_code=binding.binding_code(record.id, record.digest) if requirements else None,
+            sensitive=bool(decision.get("sensitive", True)),
         )
 
     def _review(self, record: RequestRecord, now: datetime.datetime) -> RequestReview:
@@ -450,15 +479,26 @@ class Gate:
 def _requirements(decision: dict[str, Any]) -> list[ApprovalRequirement]:
     return [
         ApprovalRequirement(r["rule_id"], frozenset(r["approvers"]), r["quorum"], r["separate_channel"],
-                            r["expires_in"])
+                            r["expires_in"], r.get("min_review_seconds", 0))
         for r in decision["requirements"]
     ]
 
 
-def _check_approval_args(approver_id: str, channel: str, comment: str) -> None:
+def _approve_outcome(
+    state: RequestState, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """An accepted approve or reject, flagged when it was a rubber stamp (each approver decides once)."""
+    approver = kwargs.get("approver_id", args[1] if len(args) > 1 else None)
+    stamped = any(a["approver"] == approver and a["rubber_stamp"] for a in state.approvals)
+    return "reject" if kwargs.get("reject") else "approve", (), ("rubber_stamp",) if stamped else ()
+
+
+def _check_approval_args(approver_id: str, channel: str, comment: str, auth: str = "local") -> None:
     if not isinstance(approver_id, str) or not 0 < len(approver_id) <= 256 or not approver_id.isprintable():
         raise RequestError("input.invalid", "approver id must be 1-256 printable characters")
     if not isinstance(channel, str) or not re.fullmatch(CHANNEL_NAME, channel):
         raise RequestError("input.invalid", f"`{channel}` is not a channel name")
     if not isinstance(comment, str) or len(comment) > 4096:
         raise RequestError("input.invalid", "comment must be a string of at most 4096 characters")
+    if not isinstance(auth, str) or auth not in AUTH_METHODS:
+        raise RequestError("input.invalid", f"`{auth}` is not an approver authentication ({sorted(AUTH_METHODS)})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import ceo_payment
+from conftest import ceo_payment, code_of
 from interlock.gate import Gate, RequestState
 
 
@@ -14,8 +14,9 @@ def approved_ceo_payment(gate: Gate, **params: Any) -> tuple[dict[str, Any], Req
     document = ceo_payment(**params)
     pending = gate.submit(document)
     assert pending.outcome == "pending_approval", pending
-    gate.decide_approval(pending.request_id, "user:alice", "email")
-    state = gate.decide_approval(pending.request_id, "user:bob", "phone")
+    code = code_of(gate, pending.request_id)  # the requester tells it to the approvers
+    gate.decide_approval(pending.request_id, "user:alice", "email", binding_code=code)
+    state = gate.decide_approval(pending.request_id, "user:bob", "phone", binding_code=code)
     assert state.outcome == "approved" and state.grant, state
     return document, state
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from conftest import FixedClock, ceo_payment
+from conftest import FixedClock, ceo_payment, code_of
 from interlock.core.errors import ApprovalError, PolicyError
 from interlock.core.policy import Policy, load_policy
 from interlock.gate import Gate
@@ -99,7 +99,7 @@ def test_the_requester_cannot_approve_even_when_named_an_approver(strict_gate: G
 @pytest.mark.parametrize("delegator", CHAIN)
 def test_nobody_in_the_delegation_chain_can_approve(strict_gate: Gate, delegator: str) -> None:
     request_id = strict_gate.submit(chained_payment()).request_id
-    strict_gate.decide_approval(request_id, "user:alice", "email")
+    strict_gate.decide_approval(request_id, "user:alice", "email", binding_code=code_of(strict_gate, request_id))
 
     refused_approval(strict_gate, request_id, delegator, "phone", "approval.not_independent")
 
@@ -138,13 +138,14 @@ def test_approval_over_the_requests_own_channel_is_refused(gate: Gate) -> None:
     refused_approval(gate, request_id, "user:bob", "chat", "approval.same_channel")
 
     # Refused, not spent: the same people may still approve over another channel.
-    gate.decide_approval(request_id, "user:alice", "email")
-    assert gate.decide_approval(request_id, "user:bob", "phone").outcome == "approved"
+    code = code_of(gate, request_id)
+    gate.decide_approval(request_id, "user:alice", "email", binding_code=code)
+    assert gate.decide_approval(request_id, "user:bob", "phone", binding_code=code).outcome == "approved"
 
 
 def test_one_person_twice_is_not_a_quorum_of_two(gate: Gate) -> None:
     request_id = gate.submit(ceo_payment()).request_id
-    gate.decide_approval(request_id, "user:alice", "email")
+    gate.decide_approval(request_id, "user:alice", "email", binding_code=code_of(gate, request_id))
 
     refused_approval(gate, request_id, "user:alice", "email", "approval.duplicate")
     refused_approval(gate, request_id, "user:alice", "phone", "approval.duplicate")
@@ -161,7 +162,7 @@ def test_one_person_twice_is_not_a_quorum_of_two(gate: Gate) -> None:
 def test_any_rejection_ends_the_request(gate: Gate, earlier: tuple[str, ...]) -> None:
     request_id = gate.submit(ceo_payment()).request_id
     for approver in earlier:
-        gate.decide_approval(request_id, approver, "email")
+        gate.decide_approval(request_id, approver, "email", binding_code=code_of(gate, request_id))
 
     assert gate.decide_approval(request_id, "user:carol", "phone", reject=True).outcome == "rejected"
 
@@ -175,7 +176,8 @@ def test_any_rejection_ends_the_request(gate: Gate, earlier: tuple[str, ...]) ->
 def test_the_approval_window_closes(gate: Gate, clock: FixedClock) -> None:
     request_id = gate.submit(ceo_payment()).request_id
     clock.advance(minutes=15, seconds=-1)
-    gate.decide_approval(request_id, "user:alice", "email")  # just inside the 15 minute window
+    # just inside the 15 minute window
+    gate.decide_approval(request_id, "user:alice", "email", binding_code=code_of(gate, request_id))
 
     clock.advance(seconds=1)
     assert gate.status(request_id).outcome == "expired"
@@ -187,7 +189,7 @@ def test_the_approval_window_closes(gate: Gate, clock: FixedClock) -> None:
 def test_an_unknown_request_is_not_found_and_changes_nothing(gate: Gate) -> None:
     entries = len(audit_log(gate))
     with pytest.raises(ApprovalError) as refused:
-        gate.decide_approval("req_does_not_exist", "user:alice", "email")
+        gate.decide_approval("req_does_not_exist", "user:alice", "email", binding_code="ABC-DEF")
     assert refused.value.code == "request.not_found"
     assert len(audit_log(gate)) == entries
 
@@ -203,10 +205,11 @@ def test_the_grant_waits_for_every_matching_rule(gate: Gate, order: tuple[str, .
     assert {p["rule_id"] for p in state.progress} == {"large-transfers-need-finance", "new-recipients-need-risk"}
     channels = {"user:alice": "email", "user:bob": "phone", "user:rita": "chat"}  # risk allows the same channel
 
+    code = state.binding_code
     for approver in order[:-1]:
-        state = gate.decide_approval(state.request_id, approver, channels[approver])
+        state = gate.decide_approval(state.request_id, approver, channels[approver], binding_code=code)
         assert state.outcome == "pending_approval" and state.grant is None, approver
-    state = gate.decide_approval(state.request_id, order[-1], channels[order[-1]])
+    state = gate.decide_approval(state.request_id, order[-1], channels[order[-1]], binding_code=code)
 
     assert state.outcome == "approved" and state.grant
     issued = [e for e in audit_log(gate) if e["kind"] == "grant.issued"]
@@ -218,7 +221,7 @@ def test_approvers_of_one_rule_do_not_count_for_another(gate: Gate) -> None:
     request_id = gate.submit(ceo_payment()).request_id
 
     for approver in ("user:alice", "user:bob", "user:carol"):
-        gate.decide_approval(request_id, approver, "email")
+        gate.decide_approval(request_id, approver, "email", binding_code=code_of(gate, request_id))
 
     state = gate.status(request_id)
     assert state.outcome == "pending_approval"

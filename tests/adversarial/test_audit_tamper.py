@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SEED, FixedClock, ceo_payment, spec_of
+from conftest import SEED, FixedClock, ceo_payment, code_of, spec_of
 from interlock.audit.chain import chain_hash, leaf_hash
 from interlock.core.errors import ApprovalError
 from interlock.gate import Gate
@@ -37,9 +37,9 @@ def home(tmp_path: Path, clock: FixedClock) -> Iterator[Home]:
         document = ceo_payment()
         request_id = gate.submit(document).request_id
         with pytest.raises(ApprovalError):
-            gate.decide_approval(request_id, "user:carol", "chat")
-        gate.decide_approval(request_id, "user:alice", "email")
-        grant = gate.decide_approval(request_id, "user:bob", "phone").grant
+            gate.decide_approval(request_id, "user:carol", "chat", binding_code=code_of(gate, request_id))
+        gate.decide_approval(request_id, "user:alice", "email", binding_code=code_of(gate, request_id))
+        grant = gate.decide_approval(request_id, "user:bob", "phone", binding_code=code_of(gate, request_id)).grant
         clock.advance(seconds=30)
         gate.report(gate.consume(grant, "payments-service", spec_of(document)).jti, True, "paid")
         assert gate.verify_audit().ok

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import FixedClock, ceo_payment, spec_of
+from conftest import FixedClock, ceo_payment, code_of, spec_of
 from interlock.core.errors import GrantError, PolicyError, StoreError
 from interlock.core.policy import Policy, load_policy
 from interlock.gate import Gate
@@ -67,14 +67,15 @@ def test_an_unavailable_store_refuses_submit_approve_and_consume(impatient_gate:
     gate = impatient_gate
     path = gate.store.path
     pending = gate.submit(ceo_payment()).request_id
-    gate.decide_approval(pending, "user:alice", "email")
+    code = code_of(gate, pending)
+    gate.decide_approval(pending, "user:alice", "email", binding_code=code)
     document, approved = approved_ceo_payment(gate)
     before = rows(path)
 
     with locked(path):
         attempts = {
             "submit": lambda: gate.submit(ceo_payment()),
-            "approve": lambda: gate.decide_approval(pending, "user:bob", "phone"),
+            "approve": lambda: gate.decide_approval(pending, "user:bob", "phone", binding_code=code),
             "reject": lambda: gate.decide_approval(pending, "user:carol", "phone", reject=True),
             "consume": lambda: gate.consume(approved.grant, "payments-service", spec_of(document)),
         }
@@ -85,20 +86,21 @@ def test_an_unavailable_store_refuses_submit_approve_and_consume(impatient_gate:
 
     assert rows(path) == before
     # The outage is over: the same calls now go through, so the refusals above did not spend anything.
-    assert gate.decide_approval(pending, "user:bob", "phone").outcome == "approved"
+    assert gate.decide_approval(pending, "user:bob", "phone", binding_code=code).outcome == "approved"
     assert gate.consume(approved.grant, "payments-service", spec_of(document)).request_id == approved.request_id
 
 
 def test_a_failing_audit_write_refuses_and_rolls_back_the_state_change(gate: Gate) -> None:
     path = gate.store.path
     pending = gate.submit(ceo_payment()).request_id
+    code = code_of(gate, pending)
     document, approved = approved_ceo_payment(gate)
     before = rows(path)
 
     with audit_writes_fail(path):
         for attempt in (
             lambda: gate.submit(ceo_payment(amount=10)),
-            lambda: gate.decide_approval(pending, "user:alice", "email"),
+            lambda: gate.decide_approval(pending, "user:alice", "email", binding_code=code),
             lambda: gate.consume(approved.grant, "payments-service", spec_of(document)),
         ):
             with pytest.raises(StoreError) as refused:

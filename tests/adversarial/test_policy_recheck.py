@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import SEED, ceo_payment, spec_of
+from conftest import SEED, ceo_payment, code_of, spec_of
 from interlock.core.errors import GrantError
 from interlock.core.policy import Policy, load_policy
 from interlock.gate import Gate
@@ -62,8 +62,8 @@ def test_approvals_over_the_requests_channel_stop_counting_when_policy_demands_a
     gate.policy = load_policy(seed_with(CHANNEL_RULE, CHANNEL_RULE.replace("true", "false")))
     document = ceo_payment()
     request_id = gate.submit(document).request_id
-    gate.decide_approval(request_id, "user:alice", "email")
-    state = gate.decide_approval(request_id, "user:bob", "chat")
+    gate.decide_approval(request_id, "user:alice", "email", binding_code=code_of(gate, request_id))
+    state = gate.decide_approval(request_id, "user:bob", "chat", binding_code=code_of(gate, request_id))
     assert state.grant
 
     gate.policy = load_policy(SEED_TEXT)

@@ -115,6 +115,7 @@ def test_an_approver_sees_a_hostile_param_as_text_approves_and_the_requesters_lo
     submitted = httpx.post(f"{base}/v1/requests", json=PAYMENT, headers={"Authorization": f"Bearer {tokens['agent']}"})
     assert submitted.status_code == 201 and submitted.json()["outcome"] == "pending_approval", submitted.text
     request_id = submitted.json()["request_id"]
+    code = submitted.json()["approval"]["binding_code"]  # the requester tells it to the approvers
     polled: dict[str, Any] = {}
     requester = threading.Thread(target=_long_poll_until_decided, args=(base, tokens["agent"], request_id, polled))
     requester.start()
@@ -142,7 +143,9 @@ def test_an_approver_sees_a_hostile_param_as_text_approves_and_the_requesters_lo
                 assert page.locator("main img").count() == 0
                 assert "user:ceo" in page.inner_text("ol.chain") and "chat" in page.inner_text("main")
 
+                assert page.inner_text("span.binding-code") == code
                 page.fill("#comment", f"{approver} called the CEO back")
+                page.fill("#binding_code", code.lower())
                 page.click("button[value=approve]")
                 page.wait_for_url(f"{base}/inbox/requests/{request_id}")
                 assert "You approved this request." in page.inner_text("main")

@@ -274,8 +274,19 @@ def test_approvals_that_do_not_count_record_nothing(
     assert cli("status", populated["pending"], "--home", home).ok()["outcome"] == "pending_approval"
 
 
+def test_approving_a_sensitive_action_without_its_binding_code(
+    cli: Run, home: Path, populated: dict[str, Any]
+) -> None:
+    before = snapshot(home)
+    cli("approve", populated["pending"], "--as", "user:alice", "--channel", "console", "--binding-code", "ABC-DEF",
+        "--home", home).expect_refused("approval.binding_mismatch", 3)
+    _assert_only_new_audit_entry(before, snapshot(home), "approval.refused", "approval.binding_mismatch")
+
+
 def test_approving_twice(cli: Run, home: Path, populated: dict[str, Any]) -> None:
-    cli("approve", populated["pending"], "--as", "user:alice", "--channel", "console", "--home", home).ok()
+    code = cli("status", populated["pending"], "--home", home).ok()["approval"]["binding_code"]
+    cli("approve", populated["pending"], "--as", "user:alice", "--channel", "console", "--binding-code", code,
+        "--home", home).ok()
     before = snapshot(home)
     cli("approve", populated["pending"], "--as", "user:alice", "--channel", "email", "--home", home).expect_refused(
         "approval.duplicate", 3)

@@ -143,13 +143,17 @@ def test_two_approvals_grant_and_the_grant_is_consumed_once_for_exactly_the_appr
     request = seed_request("ceo-payment")
     held = interlock("submit", "--home", home, CEO_PAYMENT).ok()
     request_id = held["request_id"]
+    code = held["approval"]["binding_code"]  # the requester tells it to the approvers
 
-    first = interlock("approve", request_id, "--as", "user:alice", "--channel", "console", "--home", home).ok()
+    unbound = interlock("approve", request_id, "--as", "user:alice", "--channel", "console", "--home", home)
+    unbound.expect_refused("approval.binding_mismatch", 3)
+    first = interlock("approve", request_id, "--as", "user:alice", "--channel", "console", "--binding-code", code,
+                      "--home", home).ok()
     assert first["outcome"] == "pending_approval"
     assert first["approval"]["progress"][0]["approved_by"] == ["user:alice"]
     assert "grant" not in first
 
-    second = interlock("approve", request_id, "--as", "user:bob", "--channel", "console",
+    second = interlock("approve", request_id, "--as", "user:bob", "--channel", "console", "--binding-code", code,
                        "--comment", "called the CEO back", "--home", home).ok()
     assert second["outcome"] == "approved"
     grant = second["grant"]
@@ -164,7 +168,8 @@ def test_two_approvals_grant_and_the_grant_is_consumed_once_for_exactly_the_appr
     details = claims["authorization_details"][0]
     assert details["digest"] == held["digest"]
     assert details["request_id"] == request_id
-    assert sorted(details["approvals"]) == sorted(a["id"] for a in second["approvals"])
+    assert sorted((a["id"], a["channel"], a["auth"]) for a in details["approvals"]) == sorted(
+        (a["id"], "console", "local") for a in second["approvals"])
     # RFC 8693: `sub` is whom the action is for (the CEO), `act` who is acting (the agent).
     assert claims["sub"] == "user:ceo"
     assert claims["act"] == {"sub": "agent:finance-assistant"}
@@ -198,7 +203,8 @@ def test_two_approvals_grant_and_the_grant_is_consumed_once_for_exactly_the_appr
     assert verified["problems"] == []
     assert verified["entries"] == len(rows)
     assert [body["kind"] for body in audit_bodies(rows)] == [
-        "request.submitted", "policy.decided", "approval.approved", "approval.approved", "grant.issued",
+        "request.submitted", "policy.decided", "approval.refused", "approval.approved", "approval.approved",
+        "grant.issued",
         "grant.refused", "grant.consumed", "grant.refused", "execution.reported",
     ]
 

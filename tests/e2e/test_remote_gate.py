@@ -47,8 +47,10 @@ def test_the_sdk_runs_a_whole_approval_flow_against_interlock_serve(tmp_path: Pa
         waited: list[RequestState] = []
         waiter = threading.Thread(target=lambda: waited.append(agent.wait(pending.request_id, 60)))
         waiter.start()
-        assert alice.decide_approval(pending.request_id, comment="called the CEO back").outcome == "pending_approval"
-        assert bob.decide_approval(pending.request_id).outcome == "approved"
+        code = pending.binding_code  # the requester tells it to the approvers over its own channel
+        assert alice.decide_approval(pending.request_id, comment="called the CEO back",
+                                     binding_code=code).outcome == "pending_approval"
+        assert bob.decide_approval(pending.request_id, binding_code=code).outcome == "approved"
         waiter.join(timeout=90)
         assert not waiter.is_alive(), "wait() did not return"
         grant = waited[0].grant

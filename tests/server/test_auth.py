@@ -92,8 +92,11 @@ def test_the_registry_supplies_the_principal_and_a_matching_claim_is_accepted(ap
 
 def test_an_approver_with_a_second_credential_is_still_the_same_person(api: Api) -> None:
     second = api.credentials.add("approver", "user:alice").token
-    request_id = api.call("POST", "/v1/requests", "agent", json=submission()).json()["request_id"]
-    assert api.call("POST", f"/v1/requests/{request_id}/approvals", "alice", json={"decision": "approve"}).is_success
+    pending = api.call("POST", "/v1/requests", "agent", json=submission()).json()
+    request_id, code = pending["request_id"], pending["approval"]["binding_code"]
+    assert api.call("POST", f"/v1/requests/{request_id}/approvals", "alice",
+                    json={"decision": "approve", "binding_code": code}).is_success
     expect_error(api.call("POST", f"/v1/requests/{request_id}/approvals",
-                          headers={"Authorization": f"Bearer {second}"}, json={"decision": "approve"}),
+                          headers={"Authorization": f"Bearer {second}"},
+                          json={"decision": "approve", "binding_code": code}),
                  409, "approval.duplicate")

@@ -85,10 +85,16 @@ def test_every_method_runs_the_ceo_payment_as_a_local_gate_would(api: Api, remot
         ceo.decide_approval(pending.request_id)
     expect_refusal(refused, ApprovalError, "approval.not_independent")
 
-    first = alice.decide_approval(pending.request_id, comment="called the CEO back")
+    # The requester passes its binding code on; approving this sensitive payment needs it.
+    code = pending.binding_code
+    assert code and pending.sensitive
+    with pytest.raises(InterlockError) as unbound:
+        alice.decide_approval(pending.request_id)
+    expect_refusal(unbound, ApprovalError, "approval.binding_mismatch")
+    first = alice.decide_approval(pending.request_id, comment="called the CEO back", binding_code=code)
     assert first.outcome == "pending_approval"
     assert (first.approvals[0]["approver"], first.approvals[0]["channel"]) == ("user:alice", "api")
-    approved = bob.decide_approval(pending.request_id)
+    approved = bob.decide_approval(pending.request_id, binding_code=code.lower())
     assert approved.outcome == "approved" and approved.grant
 
     # wait() on a request that is already decided returns at once rather than long-polling for a change.
@@ -117,14 +123,15 @@ def test_every_method_runs_the_ceo_payment_as_a_local_gate_would(api: Api, remot
 
 def test_wait_long_polls_until_the_quorum_is_met(api: Api, remote: Any) -> None:
     agent, alice, bob = remote("agent"), remote("alice"), remote("bob")
-    request_id = agent.submit(submission()).request_id
+    pending = agent.submit(submission())
+    request_id, code = pending.request_id, pending.binding_code
     assert agent.wait(request_id, 0).outcome == "pending_approval", "a zero wait is one read"
 
     waited: list[RequestState] = []
     waiter = threading.Thread(target=lambda: waited.append(agent.wait(request_id, 30)))
     waiter.start()
-    alice.decide_approval(request_id)
-    bob.decide_approval(request_id)
+    alice.decide_approval(request_id, binding_code=code)
+    bob.decide_approval(request_id, binding_code=code)
     waiter.join(timeout=40)
     assert not waiter.is_alive()
     assert waited[0].outcome == "approved" and waited[0].grant

@@ -33,22 +33,26 @@ def test_the_ceo_payment_needs_two_independent_approvers_and_its_grant_is_consum
     assert "grant" not in pending
     request_id = pending["request_id"]
     assert api.gate.status(request_id).to_json() == pending, "the 201 body is the request's state"
+    # The requester is given the binding code and tells it to the approvers over its own channel.
+    code = pending["approval"]["binding_code"]
+    assert pending["approval"]["binding_code_required"] is True
 
     # The CEO gets an approver credential: recognising him is not approving (INVARIANT 4).
     expect_error(api.call("POST", f"/v1/requests/{request_id}/approvals", "ceo", json={"decision": "approve"}),
                  409, "approval.not_independent")
 
     first = api.call("POST", f"/v1/requests/{request_id}/approvals", "alice",
-                     json={"decision": "approve", "comment": "called the CEO back"})
+                     json={"decision": "approve", "comment": "called the CEO back", "binding_code": code})
     assert first.status_code == 200, first.text
     assert first.json()["outcome"] == "pending_approval"
     assert first.json()["approvals"][0] | {"at": None} == {
-        "id": first.json()["approvals"][0]["id"], "approver": "user:alice", "channel": "api", "verdict": "approve",
-        "comment": "called the CEO back", "at": None}
+        "id": first.json()["approvals"][0]["id"], "approver": "user:alice", "channel": "api", "auth": "token",
+        "verdict": "approve", "comment": "called the CEO back", "at": None, "rubber_stamp": False}
     expect_error(api.call("POST", f"/v1/requests/{request_id}/approvals", "alice", json={"decision": "approve"}),
                  409, "approval.duplicate")
 
-    approved = api.call("POST", f"/v1/requests/{request_id}/approvals", "bob", json={"decision": "approve"}).json()
+    approved = api.call("POST", f"/v1/requests/{request_id}/approvals", "bob",
+                        json={"decision": "approve", "binding_code": code}).json()
     assert approved["outcome"] == "approved"
     grant = approved["grant"]
 
@@ -58,6 +62,11 @@ def test_the_ceo_payment_needs_two_independent_approvers_and_its_grant_is_consum
     claims = jwt.decode(grant, key.key, algorithms=["EdDSA"], audience="payments-service",
                         options={"verify_exp": False, "verify_nbf": False, "verify_iat": False})
     assert claims["aud"] == "payments-service"
+    # How each approver authenticated is in the grant, for an executor that requires a strength.
+    in_grant = sorted(claims["authorization_details"][0]["approvals"], key=lambda a: a["approver"])
+    assert in_grant == [{"id": a["id"], "approver": a["approver"], "channel": "api", "auth": "token"}
+                        for a in sorted(approved["approvals"], key=lambda a: a["approver"])]
+    assert [a["approver"] for a in in_grant] == ["user:alice", "user:bob"]
 
     # Another principal cannot consume as the executor; the body cannot name another executor.
     expect_error(api.call("POST", "/v1/grants/consume", "agent", json=consumption(grant)), 403, "grant.wrong_executor")
@@ -94,6 +103,24 @@ def test_the_ceo_payment_needs_two_independent_approvers_and_its_grant_is_consum
     assert kinds.count("credential.added") == 7
     assert {"approval.refused", "approval.approved", "grant.issued", "grant.consumed", "grant.refused",
             "execution.reported"} <= set(kinds)
+
+
+@pytest.mark.parametrize("body", [{}, {"binding_code": ""}, {"binding_code": "ABC-DEF"}])
+def test_approving_a_sensitive_action_over_the_api_needs_its_binding_code(api: Api, body: dict[str, str]) -> None:
+    pending = _submit(api)
+    request_id = pending["request_id"]
+    expect_error(api.call("POST", f"/v1/requests/{request_id}/approvals", "alice",
+                          json={"decision": "approve", **body}), 409, "approval.binding_mismatch")
+    assert api.call("GET", f"/v1/requests/{request_id}", "agent").json().get("approvals") is None
+    typed = pending["approval"]["binding_code"].lower()
+    assert api.call("POST", f"/v1/requests/{request_id}/approvals", "alice",
+                    json={"decision": "approve", "binding_code": typed}).status_code == 200
+
+
+def test_a_rejection_over_the_api_needs_no_binding_code(api: Api) -> None:
+    request_id = _submit(api)["request_id"]
+    assert api.call("POST", f"/v1/requests/{request_id}/approvals", "alice",
+                    json={"decision": "reject"}).json()["outcome"] == "rejected"
 
 
 def test_an_approval_over_the_requests_own_channel_does_not_count(api: Api) -> None:
@@ -167,13 +194,15 @@ def _long_poll_while(api: Api, request_id: str, change: Callable[[httpx.AsyncCli
 
 
 def test_a_long_poll_returns_as_soon_as_the_approval_lands(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    request_id = _submit(api)["request_id"]
-    api.call("POST", f"/v1/requests/{request_id}/approvals", "alice", json={"decision": "approve"})
+    pending = _submit(api)
+    request_id, code = pending["request_id"], pending["approval"]["binding_code"]
+    approve_body = {"decision": "approve", "binding_code": code}
+    api.call("POST", f"/v1/requests/{request_id}/approvals", "alice", json=approve_body)
     approvals: list[httpx.Response] = []
 
     async def approve(client: httpx.AsyncClient) -> None:
-        approvals.append(await client.post(f"/v1/requests/{request_id}/approvals", json={"decision": "approve"},
-                                           headers=api.auth("bob")))
+        approvals.append(await client.post(f"/v1/requests/{request_id}/approvals",
+                                           json=approve_body, headers=api.auth("bob")))
 
     polled, elapsed = _long_poll_while(api, request_id, approve, monkeypatch)
     assert approvals[0].status_code == 200, approvals[0].text
@@ -186,11 +215,12 @@ def test_a_long_poll_sees_a_change_made_through_another_gate_on_the_same_store(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another process (here: another Gate, whose notifier this app never hears) is seen by the bounded poll."""
-    request_id = _submit(api)["request_id"]
+    pending = _submit(api)
+    request_id, code = pending["request_id"], pending["approval"]["binding_code"]
     elsewhere = Gate(api.gate.store, api.gate.policy, api.gate.keys, clock=api.gate.clock)
 
     async def approve_elsewhere(_: httpx.AsyncClient) -> None:
-        await asyncio.to_thread(elsewhere.decide_approval, request_id, "user:alice", "email")
+        await asyncio.to_thread(lambda: elsewhere.decide_approval(request_id, "user:alice", "email", binding_code=code))
 
     polled, elapsed = _long_poll_while(api, request_id, approve_elsewhere, monkeypatch)
     assert polled.json()["approvals"][0]["approver"] == "user:alice"

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from markupsafe import escape
 
-from conftest import FixedClock
+from conftest import SEED, FixedClock, code_of
+from interlock.core.policy import load_policy
 from interlock.server import create_app
 
 from .conftest import Api, submission
@@ -50,10 +52,14 @@ class Browser:
         assert signed_in.status_code == 303 and signed_in.headers["location"] == "/inbox", signed_in.text
         return signed_in
 
-    def decide(self, request_id: str, decision: str = "approve", comment: str = "") -> httpx.Response:
+    def decide(self, request_id: str, decision: str = "approve", comment: str = "",
+               binding_code: str | None = None) -> httpx.Response:
+        """Post a decision with the binding code typed in: `binding_code`, or else the one the requester was given."""
         page = self.get(f"/inbox/requests/{request_id}")
+        typed = code_of(self.api.gate, request_id) if binding_code is None else binding_code
         return self.post(f"/inbox/requests/{request_id}/decision",
-                         {"decision": decision, "comment": comment, "csrf_token": csrf_of(page)})
+                         {"decision": decision, "comment": comment, "binding_code": typed or "",
+                          "csrf_token": csrf_of(page)})
 
 
 def csrf_of(page: httpx.Response) -> str:
@@ -212,8 +218,8 @@ def test_the_inbox_lists_only_what_this_approver_may_still_decide(
     waiting = submit(api)
     for_alice_herself = submit(api, on_behalf_of=[{"id": "user:alice", "kind": "human"}])
     decided_by_alice = submit(api)
-    assert api.call("POST", f"/v1/requests/{decided_by_alice}/approvals", "alice",
-                    json={"decision": "approve"}).status_code == 200
+    approve = {"decision": "approve", "binding_code": code_of(api.gate, decided_by_alice)}
+    assert api.call("POST", f"/v1/requests/{decided_by_alice}/approvals", "alice", json=approve).status_code == 200
     clock.advance(minutes=6)  # the first request's 15 minutes are over
 
     web.sign_in("alice")
@@ -365,7 +371,8 @@ def test_a_replayed_decision_is_recorded_once(web: Browser, api: Api) -> None:
     request_id = submit(api)
     web.sign_in("alice")
     page = web.get(f"/inbox/requests/{request_id}")
-    form = {"decision": "approve", "comment": "", "csrf_token": csrf_of(page)}
+    form = {"decision": "approve", "comment": "", "binding_code": code_of(api.gate, request_id) or "",
+            "csrf_token": csrf_of(page)}
     assert web.post(f"/inbox/requests/{request_id}/decision", form).status_code == 303
 
     replayed = web.post(f"/inbox/requests/{request_id}/decision", form)
@@ -401,3 +408,67 @@ def test_every_inbox_response_carries_the_security_headers(web: Browser, api: Ap
     for response in responses:
         assert {k: response.headers.get(k) for k in SECURITY_HEADERS} == SECURITY_HEADERS, response.url
     assert responses[2].headers["content-type"].startswith("text/css")
+
+
+# --- protecting the approver -------------------------------------------------------------------
+
+
+def test_the_page_shows_the_binding_code_and_asks_for_it_on_a_sensitive_action(web: Browser, api: Api) -> None:
+    request_id = submit(api)
+    web.sign_in("alice")
+    page = web.get(f"/inbox/requests/{request_id}").text
+    assert f'<span class="binding-code">{code_of(api.gate, request_id)}</span>' in page
+    assert '<input id="binding_code" name="binding_code" type="text"' in page
+
+
+@pytest.mark.parametrize("typed", ["", "ABC-DEF", "another request's"])
+def test_approving_a_sensitive_action_without_its_binding_code_is_refused(web: Browser, api: Api, typed: str) -> None:
+    request_id = submit(api)
+    other = submit(api)  # a look-alike request submitted alongside has another code
+    web.sign_in("alice")
+    if typed == "another request's":
+        typed = str(code_of(api.gate, other))
+
+    assert_refused(web.decide(request_id, binding_code=typed), 409, "approval.binding_mismatch")
+    assert approvals_of(api, request_id) == []
+    assert approvals_of(api, other) == []
+
+
+def test_the_binding_code_is_typed_loosely_and_a_rejection_needs_none(
+    web: Browser, other_web: Browser, api: Api
+) -> None:
+    request_id = submit(api)
+    web.sign_in("alice")
+    other_web.sign_in("bob")
+    typed = (code_of(api.gate, request_id) or "").replace("-", " ").lower()
+    assert web.decide(request_id, binding_code=f" {typed} ").status_code == 303
+    assert approvals_of(api, request_id) == [("user:alice", "web", "approve")]
+
+    rejected = other_web.decide(request_id, "reject", binding_code="")
+    assert rejected.status_code == 303
+    assert api.gate.status(request_id).outcome == "rejected"
+
+
+def test_a_non_sensitive_action_needs_no_binding_code(web: Browser, api: Api) -> None:
+    # The same policy with nothing listed as sensitive: the code is still shown, but not asked for.
+    api.gate.policy = load_policy((SEED / "policy.yaml").read_text().replace(
+        'sensitive: ["payments.*", "config.apply", "access.*", "data.share*"]', "sensitive: []"))
+    request_id = submit(api)
+    web.sign_in("alice")
+    page = web.get(f"/inbox/requests/{request_id}").text
+    assert 'class="binding-code"' in page and 'name="binding_code"' not in page
+    assert web.decide(request_id, binding_code="").status_code == 303
+    assert approvals_of(api, request_id) == [("user:alice", "web", "approve")]
+
+
+def test_inbox_approvals_enter_the_grant_as_web_session_approvals(web: Browser, other_web: Browser, api: Api) -> None:
+    request_id = submit(api)
+    web.sign_in("alice")
+    other_web.sign_in("bob")
+    web.decide(request_id)
+    other_web.decide(request_id)
+    state = api.gate.status(request_id)
+    assert state.grant is not None
+    claims = jwt.decode(state.grant, options={"verify_signature": False})
+    assert sorted((a["approver"], a["channel"], a["auth"]) for a in claims["authorization_details"][0]["approvals"]) \
+        == [("user:alice", "web", "session"), ("user:bob", "web", "session")]

@@ -14,7 +14,8 @@ def test_a_poll_naming_an_older_state_returns_at_once(api: Api) -> None:
     seen = first.headers["etag"]
 
     # The state changes between this client's polls: alice approves.
-    assert api.call("POST", f"{path}/approvals", "alice", json={"decision": "approve"}).status_code == 200
+    approve = {"decision": "approve", "binding_code": pending["approval"]["binding_code"]}
+    assert api.call("POST", f"{path}/approvals", "alice", json=approve).status_code == 200
 
     started = time.monotonic()
     changed = api.call("GET", path, "agent", params={"wait": "30"}, headers={"If-None-Match": seen})

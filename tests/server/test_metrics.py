@@ -6,6 +6,8 @@ import httpx
 from anyio.from_thread import start_blocking_portal
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import SEED, FixedClock
+from interlock.core.policy import load_policy
 from interlock.server import create_app
 
 from .conftest import Api, consumption, expect_error, submission
@@ -37,8 +39,9 @@ def test_the_series_follow_a_whole_approval_flow_and_its_refusals(api: Api) -> N
     request_id = pending["request_id"]
     expect_error(api.call("POST", f"/v1/requests/{request_id}/approvals", "ceo", json={"decision": "approve"}),
                  409, "approval.not_independent")
-    api.call("POST", f"/v1/requests/{request_id}/approvals", "alice", json={"decision": "approve"})
-    granted = api.call("POST", f"/v1/requests/{request_id}/approvals", "bob", json={"decision": "approve"}).json()
+    approve = {"decision": "approve", "binding_code": pending["approval"]["binding_code"]}
+    api.call("POST", f"/v1/requests/{request_id}/approvals", "alice", json=approve)
+    granted = api.call("POST", f"/v1/requests/{request_id}/approvals", "bob", json=approve).json()
     assert api.call("POST", "/v1/grants/consume", "payments", json=consumption(granted["grant"])).status_code == 200
     expect_error(api.call("POST", "/v1/grants/consume", "payments", json=consumption(granted["grant"])),
                  409, "grant.already_used")
@@ -49,6 +52,7 @@ def test_the_series_follow_a_whole_approval_flow_and_its_refusals(api: Api) -> N
     assert value(after, "interlock_decisions_total", outcome="denied") == 1
     assert value(after, "interlock_decisions_total", outcome="pending_approval") == 1
     assert value(after, "interlock_approvals_total", verdict="approve") == 2
+    assert value(after, "interlock_rubber_stamp_approvals_total") == 0
     assert value(after, "interlock_consumes_total", result="consumed") == 1
     assert value(after, "interlock_consumes_total", result="refused") == 1
     assert value(after, "interlock_refusals_total", operation="approve", code="approval.not_independent") == 1
@@ -91,3 +95,22 @@ def test_public_metrics_need_no_credential_and_each_app_has_its_own_registry(api
     assert response.status_code == 200
     assert 'interlock_decisions_total{outcome="allowed"}' not in response.text  # counted by the first app only
     assert 'interlock_operation_duration_seconds_count{operation="submit"} 0.0' in response.text
+
+
+def test_an_approval_sooner_than_the_review_time_is_counted_as_a_rubber_stamp(api: Api, clock: FixedClock) -> None:
+    seed = (SEED / "policy.yaml").read_text()
+    api.gate.policy = load_policy(seed.replace("expires_in: 15m", "expires_in: 15m\n      min_review: 30s", 1))
+    pending = api.call("POST", "/v1/requests", "agent", json=submission()).json()
+    approve = {"decision": "approve", "binding_code": pending["approval"]["binding_code"]}
+    clock.advance(seconds=29)
+    api.call("POST", f"/v1/requests/{pending['request_id']}/approvals", "alice", json=approve)
+    assert value(scrape(api), "interlock_rubber_stamp_approvals_total") == 1
+    clock.advance(seconds=1)  # 30 s after submission: reviewed long enough
+    approved = api.call("POST", f"/v1/requests/{pending['request_id']}/approvals", "bob", json=approve).json()
+
+    assert approved["outcome"] == "approved", "a rubber stamp still counts"
+    assert {a["approver"]: a["rubber_stamp"] for a in approved["approvals"]} == {"user:alice": True,
+                                                                                  "user:bob": False}
+    samples = scrape(api)
+    assert value(samples, "interlock_rubber_stamp_approvals_total") == 1
+    assert value(samples, "interlock_approvals_total", verdict="approve") == 2

@@ -68,10 +68,10 @@ def test_interlock_serve_runs_the_ceo_payment_flow_over_real_http(tmp_path: Path
             assert http.get("/readyz").status_code == 200
             pending = http.post("/v1/requests", json=submission(), headers=auth("agent"))
             assert pending.status_code == 201 and pending.json()["outcome"] == "pending_approval", pending.text
-            request_id = pending.json()["request_id"]
+            request_id, code = pending.json()["request_id"], pending.json()["approval"]["binding_code"]
             for who in ("alice", "bob"):
-                approved = http.post(f"/v1/requests/{request_id}/approvals", json={"decision": "approve"},
-                                     headers=auth(who))
+                approved = http.post(f"/v1/requests/{request_id}/approvals",
+                                     json={"decision": "approve", "binding_code": code}, headers=auth(who))
                 assert approved.status_code == 200, approved.text
             grant = approved.json()["grant"]
             consumed = http.post("/v1/grants/consume", json=consumption(grant), headers=auth("payments"))

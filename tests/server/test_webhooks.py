@@ -189,10 +189,11 @@ def test_a_receiver_that_is_down_neither_slows_nor_changes_the_submit_and_the_fa
     record = hooked.next_record()
     assert record.kind == "notification.failed" and record.data["reason"] == "attempts_exhausted"
     assert len(record.data["attempts"]) == 3 and all("ConnectError" in a["error"] for a in record.data["attempts"])
-    request_id = response.json()["request_id"]
+    request_id, code = response.json()["request_id"], response.json()["approval"]["binding_code"]
     assert api.call("GET", f"/v1/requests/{request_id}", "agent").json()["outcome"] == "pending_approval"
-    api.call("POST", f"/v1/requests/{request_id}/approvals", "alice", json={"decision": "approve"})
-    approved = api.call("POST", f"/v1/requests/{request_id}/approvals", "bob", json={"decision": "approve"}).json()
+    body = {"decision": "approve", "binding_code": code}
+    api.call("POST", f"/v1/requests/{request_id}/approvals", "alice", json=body)
+    approved = api.call("POST", f"/v1/requests/{request_id}/approvals", "bob", json=body).json()
     assert approved["outcome"] == "approved" and approved["grant"]
     hooked.webhooks.close()
     assert "notification.failed" in audit_kinds(api)

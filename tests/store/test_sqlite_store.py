@@ -8,7 +8,7 @@ from pathlib import Path
 
 from interlock.store.sqlite import SqliteStore, _migrations
 
-from .test_store_contract import T0, create
+from .test_store_contract import T0, action_request, create
 
 
 def _pragmas(db: sqlite3.Connection) -> tuple[str, int, int]:
@@ -59,6 +59,27 @@ def test_migrations_run_once_however_often_the_file_is_opened(tmp_path: Path) ->
     finally:
         second.close()
         third.close()
+
+
+def test_approvals_recorded_before_the_auth_column_read_as_local(tmp_path: Path) -> None:
+    path = tmp_path / "interlock.db"
+    old = sqlite3.connect(path)
+    for version, script in _migrations():
+        if version < 3:
+            old.executescript(script)
+    old.execute("PRAGMA user_version = 2")
+    old.execute("INSERT INTO requests VALUES ('req-1', 'agent:a', 'x.y', 'd', ?, 'pending_approval', '{}', 0, NULL)",
+                (action_request().model_dump_json(),))
+    old.execute("INSERT INTO approvals (id, request_id, approver_id, channel, verdict, comment, at)"
+                " VALUES ('apr-1', 'req-1', 'user:alice', 'email', 'approve', '', 0)")
+    old.commit()
+    old.close()
+
+    store = SqliteStore(path)
+    try:
+        assert [a.auth for a in store.get_request("req-1").approvals] == ["local"]
+    finally:
+        store.close()
 
 
 def test_close_releases_connections_opened_by_other_threads(store: SqliteStore) -> None:

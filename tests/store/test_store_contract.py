@@ -169,6 +169,19 @@ def test_update_request_writes_status_approval_grant_and_audit_together(any_stor
     assert audit_kinds(any_store) == ["request.submitted", "approval.approved", "grant.issued"]
 
 
+def test_how_each_approver_authenticated_is_kept_with_the_approval(any_store: Store) -> None:
+    create(any_store, "req-1", status="pending_approval")
+    votes = [Approval("apr-1", "req-1", "user:alice", "web", "approve", "", T0, "session"),
+             Approval("apr-2", "req-1", "user:bob", "api", "approve", "", T0, "token"),
+             Approval("apr-3", "req-1", "user:carol", "console", "approve", "", T0)]
+    for vote in votes:
+        any_store.update_request("req-1", lambda r, v=vote: RequestChange([event("approval.approved", "req-1")],
+                                                                           approval=v))
+
+    assert [(a.approver_id, a.auth) for a in any_store.get_request("req-1").approvals] == [
+        ("user:alice", "session"), ("user:bob", "token"), ("user:carol", "local")]
+
+
 @pytest.mark.parametrize("failure", [
     ApprovalError("approval.not_independent", "refused inside the transaction"),
     ValueError("a bug inside the callback"),

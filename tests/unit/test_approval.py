@@ -10,7 +10,7 @@ import pytest
 
 from conftest import WEDNESDAY, ceo_payment
 from interlock.core.action import ActionRequest, parse_request
-from interlock.core.approval import Approval, check_approver, is_satisfied, progress
+from interlock.core.approval import Approval, check_approver, is_rubber_stamp, is_satisfied, progress
 from interlock.core.errors import ApprovalError
 from interlock.core.policy import ApprovalRequirement
 
@@ -174,3 +174,27 @@ def test_approval_records_are_frozen() -> None:
         record.verdict = "reject"  # type: ignore[misc]
     assert record.at == WEDNESDAY
     assert isinstance(record.at, datetime.datetime)
+
+
+# --- is_rubber_stamp ------------------------------------------------------------------------------
+
+
+def reviewed(seconds: float, verdict: str = "approve", approver: str = "user:alice") -> bool:
+    careful = ApprovalRequirement("careful", frozenset({"user:alice"}), 1, False, 900, min_review_seconds=30)
+    quick = ApprovalRequirement("quick", frozenset({"user:alice", "user:bob"}), 1, False, 900)
+    at = WEDNESDAY + datetime.timedelta(seconds=seconds)
+    return is_rubber_stamp([careful, quick], approver, verdict, WEDNESDAY, at)  # type: ignore[arg-type]
+
+
+def test_an_approval_sooner_than_the_review_time_is_a_rubber_stamp() -> None:
+    assert reviewed(0) and reviewed(29.999)
+    assert not reviewed(30) and not reviewed(600)
+
+
+def test_a_rejection_is_never_a_rubber_stamp() -> None:
+    assert not reviewed(0, verdict="reject")
+
+
+def test_only_the_review_times_of_the_rules_the_approver_answers_apply() -> None:
+    assert not reviewed(0, approver="user:bob")  # bob answers only the rule without a review time
+    assert not is_rubber_stamp([], "user:alice", "approve", WEDNESDAY, WEDNESDAY)

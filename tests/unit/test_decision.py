@@ -203,7 +203,7 @@ def test_decision_json_carries_everything_the_audit_log_needs() -> None:
     assert body["policy_version"] == policy.version
     assert body["requirements"] == [{
         "rule_id": "review", "approvers": ["user:alice", "user:bob"], "quorum": 2,
-        "separate_channel": True, "expires_in": 900,
+        "separate_channel": True, "expires_in": 900, "min_review_seconds": 0,
     }]
 
 

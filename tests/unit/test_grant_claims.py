@@ -21,6 +21,10 @@ from interlock.core.grant import (
 
 ISSUED = 1_795_000_000
 TTL = 300
+APPROVALS = [
+    {"id": "apr_1", "approver": "user:alice", "channel": "web", "auth": "session"},
+    {"id": "apr_2", "approver": "user:bob", "channel": "api", "auth": "token"},
+]
 
 
 def request_with(delegators: list[str]) -> ActionRequest:
@@ -34,7 +38,7 @@ def claims_for(request: ActionRequest | None = None, **overrides: Any) -> dict[s
     arguments: dict[str, Any] = {
         "issuer": "interlock", "request": request, "request_id": "req_1", "digest": request.digest(),
         "executor": "payments-service", "jti": "grt_1", "issued_at": ISSUED, "ttl": TTL,
-        "policy_version": "v" * 64, "approval_ids": ["apr_1", "apr_2"],
+        "policy_version": "v" * 64, "approvals": APPROVALS,
     }
     arguments.update(overrides)
     return build_claims(**arguments)
@@ -76,9 +80,14 @@ def test_authorization_details_bind_the_exact_action() -> None:
         "resource": "account:treasury",
         "digest": request.digest(),
         "request_id": "req_1",
-        "approvals": ["apr_1", "apr_2"],
+        "approvals": APPROVALS,
         "policy_version": "v" * 64,
     }]
+
+
+def test_each_approval_says_who_over_which_channel_and_how_they_authenticated_and_nothing_else() -> None:
+    extra = [{**APPROVALS[0], "comment": "called the CEO back", "verdict": "approve"}]
+    assert claims_for(approvals=extra)["authorization_details"][0]["approvals"] == [APPROVALS[0]]
 
 
 def test_sub_is_the_outermost_delegator_and_act_nests_the_actors_current_first() -> None:
@@ -114,7 +123,7 @@ def test_valid_claims_give_the_details_the_gate_consumes() -> None:
     assert details == GrantDetails(
         jti="grt_1", request_id="req_1", action="payments.transfer", resource="account:treasury",
         digest=parse_request(ceo_payment()).digest(), policy_version="v" * 64, executor="payments-service",
-        expires_at=ISSUED + TTL,
+        expires_at=ISSUED + TTL, approvals=tuple(APPROVALS),
     )
 
 
@@ -207,3 +216,18 @@ def test_a_malformed_grant_is_refused_before_its_times_are_looked_at() -> None:
     claims = claims_for()
     del claims["authorization_details"][0]["digest"]
     assert refusal(claims, now=ISSUED + 10 * TTL).code == "grant.malformed"
+
+
+@pytest.mark.parametrize("approvals", [
+    None, "apr_1", ["apr_1", "apr_2"], [{"id": "apr_1"}], [{**APPROVALS[0], "auth": None}], [None],
+])
+def test_approvals_must_be_a_list_of_id_approver_channel_auth(approvals: Any) -> None:
+    claims = claims_for()
+    claims["authorization_details"][0]["approvals"] = approvals
+    assert refusal(claims).code == "grant.malformed"
+    del claims["authorization_details"][0]["approvals"]
+    assert refusal(claims).code == "grant.malformed"
+
+
+def test_a_grant_without_approvals_lists_none() -> None:
+    assert check(claims_for(approvals=[])).approvals == ()

@@ -88,6 +88,8 @@ def test_base_policy_loads() -> None:
                      id="no-approvers"),
         pytest.param(edited("quorum: 2", "quorum: 2\n      expires_in: soon"), 15, "not a duration", id="bad-expiry"),
         pytest.param(edited("quorum: 2", "quorum: 2\n      expires_in: 0s"), 15, "positive", id="zero-expiry"),
+        pytest.param(edited("quorum: 2", "quorum: 2\n      min_review: quick"), 15, "not a duration",
+                     id="bad-min-review"),
         pytest.param(edited("version: 1", "version: 2"), 1, "version", id="unknown-version"),
         pytest.param(edited("action: payments.transfer", "action: 'payments transfer'"), 6, "rules.0.action",
                      id="bad-action-pattern"),
@@ -234,3 +236,10 @@ def test_the_lookup_cache_cannot_grow_without_bound(index_policy: Policy) -> Non
 def test_a_policy_with_no_rule_for_an_action_finds_none() -> None:
     policy = load_policy("version: 1\nrules:\n  - {id: a, action: config.apply, effect: allow}\n")
     assert policy.rules_for("payments.transfer") == ()
+
+
+@pytest.mark.parametrize(("review", "seconds"), [(None, 0), ("0s", 0), ("30s", 30), ("2m", 120)])
+def test_min_review_is_off_by_default_and_read_as_a_duration(review: str | None, seconds: int) -> None:
+    text = BASE if review is None else edited("quorum: 2", f"quorum: 2\n      min_review: {review}")
+    requirement = next(r.requirement for r in load_policy(text).rules if r.requirement)
+    assert requirement.min_review_seconds == seconds

@@ -12,6 +12,10 @@ from interlock.core.errors import ApprovalError
 from interlock.core.policy import ApprovalRequirement
 
 Verdict = Literal["approve", "reject"]
+# How the approver proved who they are: an API bearer credential, a web inbox session, or a local caller
+# (the CLI, an in-process gate) that the operating system's account already vouches for.
+ApproverAuth = Literal["token", "session", "local"]
+AUTH_METHODS: frozenset[str] = frozenset({"token", "session", "local"})
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class Approval:
     verdict: Verdict
     comment: str
     at: datetime.datetime
+    auth: ApproverAuth = "local"
 
 
 def check_approver(
@@ -50,6 +55,20 @@ def check_approver(
             "approval.same_channel",
             f"approval must come over another channel than the request's `{request.channel}`",
         )
+
+
+def is_rubber_stamp(
+    requirements: Iterable[ApprovalRequirement],
+    approver_id: str,
+    verdict: Verdict,
+    submitted_at: datetime.datetime,
+    at: datetime.datetime,
+) -> bool:
+    """An approve given sooner after submission than the longest review time of the rules it answers."""
+    if verdict != "approve":
+        return False
+    review = max((r.min_review_seconds for r in requirements if approver_id in r.approvers), default=0)
+    return (at - submitted_at).total_seconds() < review
 
 
 def counts_for(request: ActionRequest, requirement: ApprovalRequirement, approval: Approval) -> bool:

@@ -53,6 +53,7 @@ class Decision:
                     "quorum": r.quorum,
                     "separate_channel": r.separate_channel,
                     "expires_in": r.expires_in,
+                    "min_review_seconds": r.min_review_seconds,
                 }
                 for r in self.requirements
             ],

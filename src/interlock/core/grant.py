@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,8 @@ GRANT_TYP = "grant+jwt"
 AUTHORIZATION_DETAILS_TYPE = "interlock_action"
 DEFAULT_TTL_SECONDS = 300
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "iat", "nbf", "exp", "jti", "authorization_details")
+# Each approval behind a grant, so an executor can require a strength (e.g. no `local` approvals).
+APPROVAL_FIELDS = ("id", "approver", "channel", "auth")
 
 
 def subject_and_actors(request: ActionRequest) -> tuple[str, dict[str, Any] | None]:
@@ -40,9 +42,12 @@ def build_claims(
     issued_at: int,
     ttl: int,
     policy_version: str,
-    approval_ids: Sequence[str] = (),
+    approvals: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
-    """The claims of a grant bound to exactly this action (INVARIANT 2)."""
+    """The claims of a grant bound to exactly this action (INVARIANT 2).
+
+    `approvals` are the approvals it rests on, each with `id`, `approver`, `channel` and `auth`.
+    """
     subject, act = subject_and_actors(request)
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -59,7 +64,7 @@ def build_claims(
                 "resource": request.resource,
                 "digest": digest,
                 "request_id": request_id,
-                "approvals": list(approval_ids),
+                "approvals": [{name: a[name] for name in APPROVAL_FIELDS} for a in approvals],
                 "policy_version": policy_version,
             }
         ],
@@ -81,6 +86,7 @@ class GrantDetails:
     policy_version: str
     executor: str
     expires_at: int
+    approvals: tuple[dict[str, str], ...] = ()
 
 
 def check_claims(
@@ -99,6 +105,11 @@ def check_claims(
     for name in ("action", "resource", "digest", "request_id", "policy_version"):
         if not isinstance(detail.get(name), str):
             raise GrantError("grant.malformed", f"authorization_details lacks `{name}`")
+    approvals = detail.get("approvals")
+    if not isinstance(approvals, list) or not all(
+        isinstance(a, dict) and all(isinstance(a.get(name), str) for name in APPROVAL_FIELDS) for a in approvals
+    ):
+        raise GrantError("grant.malformed", "authorization_details `approvals` must list id, approver, channel, auth")
     for name in ("iat", "nbf", "exp"):
         if not isinstance(claims[name], int) or isinstance(claims[name], bool):
             raise GrantError("grant.malformed", f"`{name}` is not an integer time")
@@ -119,4 +130,5 @@ def check_claims(
         policy_version=detail["policy_version"],
         executor=executor,
         expires_at=claims["exp"],
+        approvals=tuple({name: a[name] for name in APPROVAL_FIELDS} for a in approvals),
     )

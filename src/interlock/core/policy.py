@@ -20,6 +20,7 @@ Effect = Literal["allow", "deny", "require_approval"]
 Independence = Literal["requester", "delegators"]
 GROUP_PREFIX = "group:"
 DEFAULT_APPROVAL_EXPIRY = "15m"
+NO_MIN_REVIEW = "0s"
 _FULL_INDEPENDENCE: tuple[Independence, ...] = ("requester", "delegators")
 _ACTION_PATTERN = r"^[A-Za-z0-9_*?.\[\]-]{1,256}$"
 
@@ -34,6 +35,8 @@ class ApprovalSpec(_Strict):
     independent_of: list[Independence] = Field(default_factory=lambda: list(_FULL_INDEPENDENCE))
     separate_channel: bool = False
     expires_in: str = DEFAULT_APPROVAL_EXPIRY
+    # An approval given sooner than this after the request was submitted is flagged as a rubber stamp.
+    min_review: str = NO_MIN_REVIEW
 
     @field_validator("independent_of")
     @classmethod
@@ -49,6 +52,17 @@ class ApprovalSpec(_Strict):
     def _is_duration(cls, value: str) -> str:
         parse_duration(value)
         return value
+
+    @field_validator("min_review")
+    @classmethod
+    def _is_review_time(cls, value: str) -> str:
+        _review_seconds(value)
+        return value
+
+
+def _review_seconds(text: str) -> int:
+    """A review time in seconds; `0s` (the default) turns the rubber-stamp flag off."""
+    return 0 if text == NO_MIN_REVIEW else parse_duration(text)
 
 
 class RuleSpec(_Strict):
@@ -85,6 +99,7 @@ class ApprovalRequirement:
     quorum: int
     separate_channel: bool
     expires_in: int
+    min_review_seconds: int = 0
 
 
 @dataclass(frozen=True)
@@ -324,4 +339,5 @@ def _requirement(spec: PolicySpec, rule: RuleSpec, approval: ApprovalSpec, line:
         quorum=approval.quorum,
         separate_channel=approval.separate_channel,
         expires_in=parse_duration(approval.expires_in),
+        min_review_seconds=_review_seconds(approval.min_review),
     )

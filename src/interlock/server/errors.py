@@ -10,6 +10,7 @@
 | `auth.forbidden`, `auth.principal_mismatch`, `auth.csrf`                   | 403    |
 | `request.not_found`, `auth.unknown_credential`                             | 404    |
 | `approval.*`, `request.rejected`, `request.not_pending`                    | 409    |
+| `approval.binding_mismatch` (a sensitive approve without its code)         | 409    |
 | `approval.expired`, `grant.expired`                                        | 410    |
 | `grant.already_used`, `grant.not_consumed`, `grant.result_recorded`        | 409    |
 | any other `grant.*` (the grant presented does not authorize this action)   | 403    |
@@ -48,6 +49,7 @@ _EXACT = {
     "request.not_found": 404,
     "request.rejected": 409,
     "request.not_pending": 409,
+    "approval.binding_mismatch": 409,
     "approval.expired": 410,
     "grant.expired": 410,
     "grant.already_used": 409,

@@ -39,6 +39,9 @@ class Metrics:
                                  ["outcome"], registry=self.registry)
         self.approvals = Counter("interlock_approvals", "Approver verdicts accepted, by verdict.",
                                  ["verdict"], registry=self.registry)
+        self.rubber_stamps = Counter("interlock_rubber_stamp_approvals",
+                                     "Approvals given sooner than the policy's review time (min_review).",
+                                     registry=self.registry)
         self.consumes = Counter("interlock_consumes", "Grant consumes, by result (consumed or refused).",
                                 ["result"], registry=self.registry)
         self.refusals = Counter("interlock_refusals", "Refusals and deny decisions, by operation and reason code.",
@@ -59,6 +62,8 @@ class Metrics:
             self.decisions.labels(seen.outcome).inc()
         elif seen.operation == "approve" and seen.outcome != "refused":
             self.approvals.labels(seen.outcome).inc()
+            if "rubber_stamp" in seen.flags:
+                self.rubber_stamps.inc()
         elif seen.operation == "consume":
             self.consumes.labels("refused" if seen.outcome == "refused" else "consumed").inc()
 

@@ -43,6 +43,10 @@ class ApprovalBody(_Body):
 
     decision: Literal["approve", "reject"]
     comment: str = Field(default="", max_length=4096)
+    binding_code: str | None = Field(
+        default=None, max_length=64,
+        description="the request's binding code (e.g. `K7M-Q2P`), as the requester was given it; needed to"
+                    " approve a sensitive action; case, dashes and spaces are ignored")
 
 
 class ConsumeBody(_Body):
@@ -74,6 +78,8 @@ class ApprovalProgress(BaseModel):
     requirements: list[dict[str, Any]]
     progress: list[dict[str, Any]]
     expires_at: str | None
+    binding_code: str | None = Field(default=None, description="tell it to the approver over your own channel")
+    binding_code_required: bool = Field(default=False, description="approving needs the binding code typed")
 
 
 class RequestStateBody(BaseModel):

@@ -213,9 +213,10 @@ class SqliteStore:
                 a = result.approval
                 try:
                     db.execute(
-                        "INSERT INTO approvals (id, request_id, approver_id, channel, verdict, comment, at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (a.id, a.request_id, a.approver_id, a.channel, a.verdict, a.comment, to_micros(a.at)),
+                        "INSERT INTO approvals (id, request_id, approver_id, channel, verdict, comment, at, auth)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (a.id, a.request_id, a.approver_id, a.channel, a.verdict, a.comment, to_micros(a.at),
+                         a.auth),
                     )
                 except sqlite3.IntegrityError:
                     raise ApprovalError("approval.duplicate", f"`{a.approver_id}` has already decided") from None
@@ -392,9 +393,9 @@ class SqliteStore:
         if row is None:
             raise ApprovalError("request.not_found", f"no request `{request_id}`")
         approvals = tuple(
-            Approval(a[0], a[1], a[2], a[3], a[4], a[5], from_micros(a[6]))  # type: ignore[arg-type]
+            Approval(a[0], a[1], a[2], a[3], a[4], a[5], from_micros(a[6]), a[7])  # type: ignore[arg-type]
             for a in db.execute(
-                "SELECT id, request_id, approver_id, channel, verdict, comment, at FROM approvals"
+                "SELECT id, request_id, approver_id, channel, verdict, comment, at, auth FROM approvals"
                 " WHERE request_id = ? ORDER BY at, id",
                 (request_id,),
             )

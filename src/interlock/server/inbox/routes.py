@@ -15,6 +15,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
+from interlock.core.approval import ApproverAuth
 from interlock.core.errors import AuthError, InterlockError, RequestError
 from interlock.credentials import token_sha256
 from interlock.server.auth import credentials_of, gate_of
@@ -24,6 +25,8 @@ from interlock.server.inbox.sessions import Session, SessionBook, same_token
 
 # The channel of an approval given here: where the approver authenticated, never a form field.
 WEB_CHANNEL = "web"
+# How an approver here authenticated: a session opened with their credential.
+WEB_AUTH: ApproverAuth = "session"
 MAX_FORM_BYTES = 64 * 1024  # a 4096-character comment, percent-encoded, fits several times over
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; form-action 'self'; "
@@ -149,14 +152,15 @@ async def request_page(request: Request, request_id: str) -> Response:
 @router.post("/requests/{request_id}/decision")
 async def decide(request: Request, request_id: str) -> Response:
     session = await _signed_in(request)
-    form = await _form(request, {"decision", "comment", "csrf_token"})
+    form = await _form(request, {"decision", "comment", "binding_code", "csrf_token"})
     _check_csrf(session, form)
     decision = form.get("decision")
     if decision not in ("approve", "reject"):
         raise RequestError("input.invalid", "decision must be `approve` or `reject`")
     # A second post of the same form is refused by the gate (`approval.duplicate`) and recorded once.
     await run_in_threadpool(lambda: gate_of(request).decide_approval(
-        request_id, session.subject_id, WEB_CHANNEL, reject=decision == "reject", comment=form.get("comment", "")))
+        request_id, session.subject_id, WEB_CHANNEL, reject=decision == "reject", comment=form.get("comment", ""),
+        auth=WEB_AUTH, binding_code=form.get("binding_code")))
     session.flash = "You approved this request." if decision == "approve" else "You rejected this request."
     # Post/redirect/get: reloading the page that follows does not post the decision again.
     return RedirectResponse(f"/inbox/requests/{quote(request_id, safe='')}", status_code=303)

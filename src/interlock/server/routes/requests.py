@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from interlock.core.action import from_value
+from interlock.core.approval import ApproverAuth
 from interlock.core.errors import AuthError
 from interlock.credentials import Identity
 from interlock.gate import RequestState
@@ -32,6 +33,8 @@ POLL_SECONDS = 0.5
 MAX_WAIT_SECONDS = 60
 # The channel of an approval given through this API: where the approver authenticated, never a body field.
 API_CHANNEL = "api"
+# How an approver on this API authenticated: a bearer credential.
+API_AUTH: ApproverAuth = "token"
 _WAIT = "long-poll: return as soon as the state changes, or after this many seconds (0-60)"
 
 
@@ -91,11 +94,12 @@ def _etag(body: dict[str, Any]) -> str:
 async def approve(
     request: Request, request_id: str, approver: Annotated[Identity, Depends(caller("approver"))]
 ) -> JSONResponse:
-    """Approve or reject as the calling approver, over the `api` channel."""
+    """Approve or reject as the calling approver, over the `api` channel; a sensitive action needs `binding_code`."""
     body = await read_model(request, ApprovalBody)
     state = await run_in_threadpool(
         lambda: gate_of(request).decide_approval(request_id, approver.subject_id, API_CHANNEL,
-                                                 reject=body.decision == "reject", comment=body.comment)
+                                                 reject=body.decision == "reject", comment=body.comment,
+                                                 auth=API_AUTH, binding_code=body.binding_code)
     )
     return JSONResponse(state.to_json())
 
