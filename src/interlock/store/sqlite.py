@@ -94,6 +94,7 @@ class SqliteStore:
         self._max_idle = max_idle
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._writer = threading.Lock()
         with self._write() as db:
             self._migrate(db)
 
@@ -129,23 +130,30 @@ class SqliteStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._connection() as db:
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError("store.unavailable", f"SQLite store is unavailable: {exc}") from None
-            try:
-                yield db
-                db.execute("COMMIT")
-            except InterlockError:
-                db.execute("ROLLBACK")
-                raise
-            except sqlite3.Error as exc:
-                self._rollback(db)
-                raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
-            except BaseException:
-                self._rollback(db)
-                raise
+        # Writers of this process queue on a lock that wakes the next one at once; SQLite's own busy
+        # handler (for writers in other processes) sleeps in growing steps, which piles up under load.
+        if not self._writer.acquire(timeout=self._busy_timeout_ms / 1000):
+            raise StoreError("store.unavailable", "SQLite store is busy: no write slot within the busy timeout")
+        try:
+            with self._connection() as db:
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    raise StoreError("store.unavailable", f"SQLite store is unavailable: {exc}") from None
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except InterlockError:
+                    db.execute("ROLLBACK")
+                    raise
+                except sqlite3.Error as exc:
+                    self._rollback(db)
+                    raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
+                except BaseException:
+                    self._rollback(db)
+                    raise
+        finally:
+            self._writer.release()
 
     @staticmethod
     def _rollback(db: sqlite3.Connection) -> None:
