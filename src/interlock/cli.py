@@ -219,6 +219,9 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
               "--public-url", help="Base URL of the inbox links in webhooks [default: http://HOST:PORT].")] = None,
           public_metrics: Annotated[bool, typer.Option(
               "--public-metrics", help="Serve /metrics without a credential (loopback hosts only).")] = False,
+          access_log: Annotated[bool, typer.Option(
+              "--access-log/--no-access-log",
+              help="Log every HTTP request (the audit log records every decision either way).")] = False,
           ) -> None:
     """Serve the HTTP API (and /docs) on the home's store, keys and policy."""
     import uvicorn
@@ -242,7 +245,7 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
         # they are, so a server reached over plain HTTP (not behind TLS) has no working inbox sign-in.
         uvicorn.run(create_app(gate, Credentials(gate.store, gate.clock), metrics_public=public_metrics,
                                dev_insecure_cookies=host in ("127.0.0.1", "::1", "localhost")),
-                    host=host, port=port)
+                    host=host, port=port, access_log=access_log)
     finally:
         if webhooks is not None:
             webhooks.close()
