@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import SEED
+from e2e.served import cli, seeded_home, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -39,60 +34,19 @@ PAYMENT = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _environment(home: Path) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("INTERLOCK_")} | {"INTERLOCK_HOME": str(home)}
-
-
-def _token(home: Path, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "interlock.cli", *args], capture_output=True,
-                          env=_environment(home), timeout=60, check=True)
-    return str(json.loads(done.stdout)["token"])
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """`interlock serve` on a free loopback port, with the seed policy and a token per caller."""
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copyfile(SEED / "policy.yaml", home / "policy.yaml")
+    home = seeded_home(tmp_path)
     tokens = {
-        "agent": _token(home, "principals", "add", "agent:finance-assistant", "--kind", "agent",
-                        "--attributes", json.dumps({"known_recipients": ["DE89370400440532013000"]})),
-        "payments": _token(home, "principals", "add", "payments-service", "--kind", "service"),
-        "alice": _token(home, "approvers", "add", "user:alice"),
-        "bob": _token(home, "approvers", "add", "user:bob"),
+        "agent": cli(home, "principals", "add", "agent:finance-assistant", "--kind", "agent",
+                     "--attributes", json.dumps({"known_recipients": ["DE89370400440532013000"]}))["token"],
+        "payments": cli(home, "principals", "add", "payments-service", "--kind", "service")["token"],
+        "alice": cli(home, "approvers", "add", "user:alice")["token"],
+        "bob": cli(home, "approvers", "add", "user:bob")["token"],
     }
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "interlock.cli", "serve", "--port", str(port)],
-                              env=_environment(home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:  # bounded: the process is starting, there is no event to wait on
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up within 30 s"
-            time.sleep(0.1)
+    with serving(home) as base:
         yield base, tokens
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
-        if server.stderr:
-            server.stderr.close()
 
 
 def _long_poll_until_decided(base: str, token: str, request_id: str, result: dict[str, Any]) -> None:
