@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from interlock.core import bursts
 from interlock.core.canonical import canonical_json
 from interlock.gate import RequestReview
 
@@ -70,3 +72,32 @@ def card(review: RequestReview) -> dict[str, Any]:
         "fingerprint": fingerprint(state.digest),
         "progress": ", ".join(f"{len(p['approved_by'])} of {p['quorum']}" for p in state.progress),
     }
+
+
+def duration(span: datetime.timedelta) -> str:
+    """A time span as a person reads it: `45 s`, `4 min 5 s`, `2 h 10 min`."""
+    seconds = int(span.total_seconds())
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s" if seconds % 60 else f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def group_cards(waiting: list[RequestReview]) -> list[dict[str, Any]]:
+    """The inbox's cards: near-identical requests (approval bombing) collapsed into one card each."""
+    cards = []
+    for burst in bursts.group(waiting, lambda review: review.request, lambda review: review.submitted_at):
+        request = burst.members[0].request
+        cards.append({
+            "burst": burst,
+            "action": burst.key.action,
+            "requester": identifier(burst.key.requester),
+            "requester_kind": request.principal.kind,
+            "chain": [identifier(who) for who in burst.key.chain],
+            "resource": identifier(burst.key.resource),
+            "span": duration(burst.span),
+            "window": duration(bursts.BURST_WINDOW),
+            "requests": [card(review) for review in burst.members],
+        })
+    return cards

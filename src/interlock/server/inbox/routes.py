@@ -138,7 +138,7 @@ async def logout(request: Request) -> Response:
 async def inbox(request: Request) -> Response:
     session = await _signed_in(request)
     waiting = await run_in_threadpool(gate_of(request).pending_for, session.subject_id)
-    return _page("inbox.html", session=session, cards=[presentation.card(review) for review in waiting])
+    return _page("inbox.html", session=session, cards=presentation.group_cards(waiting))
 
 
 @router.get("/requests/{request_id}")
