@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from interlock.audit.chain import verify
+from interlock.cli_break_glass import register as register_break_glass_commands
 from interlock.cli_credentials import register as register_credential_commands
 from interlock.core.action import parse_action, parse_request
 from interlock.core.decision import decide
@@ -253,6 +254,7 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
 
 
 register_credential_commands(app, _refusals, _print)
+register_break_glass_commands(app, _with_gate, _print)
 
 
 def _is_usage_error(exc: BaseException) -> bool:

@@ -27,11 +27,14 @@ from interlock.keys import KeyRing
 from interlock.notify import Notifier
 from interlock.store.base import (
     AuditEvent,
+    BreakGlassReview,
     GrantRecord,
     LoadRequest,
     NewRequest,
     RequestChange,
     RequestRecord,
+    ReviewChange,
+    ReviewSignoff,
     Store,
 )
 
@@ -132,6 +135,10 @@ class Observation:
 
 Observer = Callable[[Observation], None]
 PendingHook = Callable[["RequestState", ActionRequest], None]
+BreakGlassHook = Callable[["RequestState", ActionRequest, BreakGlassReview], None]
+# Distinct sign-offs, by people other than the requester, its delegators and the break-glass user, that close a review.
+REVIEW_SIGNOFFS = 2
+MAX_JUSTIFICATION = 4096
 
 
 # (result, positional arguments, keyword arguments) -> (outcome, codes, flags)
@@ -178,6 +185,8 @@ class Gate:
     observer: Observer | None = None
     # Told of each new pending_approval request once it is committed (webhooks); must not block.
     on_pending: PendingHook | None = None
+    # Told of each break-glass use once it is committed (alert every approver group); its failures only logged.
+    on_break_glass: BreakGlassHook | None = None
 
     # --- requests -----------------------------------------------------------------------------
 
@@ -309,6 +318,129 @@ class Gate:
         self.notifier.changed(request_id)
         return self.status(request_id)
 
+    # --- break-glass ----------------------------------------------------------------------------
+
+    def break_glass(
+        self, request_id: str, person_id: str, channel: str, justification: str, *, auth: ApproverAuth = "local",
+    ) -> RequestState:
+        """Approve a pending request alone, as a person a policy `break_glass` entry names for its action.
+
+        The grant is issued at once; the use is audited (`break_glass.used`) and opens a post-hoc review that
+        two other people must sign off (`review_break_glass`) before its due time.
+        """
+        _check_approval_args(person_id, channel, "", auth)
+        if not isinstance(justification, str) or not justification.strip() or len(justification) > MAX_JUSTIFICATION:
+            raise RequestError("input.invalid", f"break-glass needs a justification of 1-{MAX_JUSTIFICATION}"
+                                                " characters")
+        now = self.clock()
+        policy = self.policy
+        opened: list[BreakGlassReview] = []
+
+        def change(record: RequestRecord) -> RequestChange:
+            state = self._state(record, now)
+            if state.outcome == "expired":
+                raise ApprovalError("approval.expired", "the approval window for this request has closed")
+            if state.outcome == "rejected":
+                raise ApprovalError("request.rejected", "this request was rejected")
+            if state.outcome != "pending_approval":
+                raise ApprovalError("request.not_pending", f"request is {state.outcome}, not pending approval")
+            # INVARIANT 4 holds here too: break-glass replaces a quorum by one *independent* person.
+            if person_id == record.request.principal.id:
+                raise ApprovalError("approval.not_independent", f"`{person_id}` is the requester")
+            if person_id in record.request.delegator_ids:
+                raise ApprovalError("approval.not_independent",
+                                    f"`{person_id}` is in the request's delegation chain")
+            entry = policy.break_glass_for(person_id, record.request.action)
+            if entry is None:
+                raise ApprovalError("approval.break_glass_not_allowed",
+                                    f"no break_glass entry of the policy lets `{person_id}` proceed alone with"
+                                    f" `{record.request.action}`")
+            if any(a.approver_id == person_id for a in record.approvals):
+                raise ApprovalError("approval.duplicate", f"`{person_id}` has already decided on this request")
+            approval = Approval(self.ids("apr"), record.id, person_id, channel, "approve", justification, now, auth,
+                                break_glass=True)
+            review = BreakGlassReview(record.id, entry.id, person_id, justification, now,
+                                      now + datetime.timedelta(seconds=entry.review_within))
+            approvals = [{"id": a.id, "approver": a.approver_id, "channel": a.channel, "auth": a.auth}
+                         for a in (*record.approvals, approval) if a.verdict == "approve"]
+            grant = self._issue(record.id, record.request, record.digest, record.decision["policy_version"],
+                                approvals, now, {"break_glass": True, "break_glass_entry": entry.id})
+            events = [
+                self._event("break_glass.used", record.id, now, approval_id=approval.id, who=person_id,
+                            channel=channel, auth=auth, why=justification, entry=entry.id,
+                            review_due=review.due_at.isoformat()),
+                self._grant_event(grant, now),
+            ]
+            opened.append(review)
+            return RequestChange(events, status="approved", approval=approval, grant=grant, review=review)
+
+        try:
+            self.store.update_request(request_id, change)
+        except ApprovalError as refusal:
+            if refusal.code != "request.not_found":
+                self._audit_refusal("break_glass.refused", request_id, now, refusal, who=person_id,
+                                    channel=channel, auth=auth)
+            raise
+        self.notifier.changed(request_id)
+        record = self.store.get_request(request_id)
+        state = self._state(record, now)
+        if self.on_break_glass is not None:
+            try:
+                self.on_break_glass(state, record.request, opened[0])
+            except Exception:  # noqa: BLE001 - an alert never changes or fails a grant already issued
+                _log.exception("on_break_glass hook failed for %s", request_id)
+        return state
+
+    def review_break_glass(
+        self, request_id: str, reviewer_id: str, channel: str, comment: str = ""
+    ) -> BreakGlassReview:
+        """Sign off a break-glass use after the fact; the second distinct sign-off closes its review.
+
+        A reviewer is an approver of the request's rules or of any policy group, and neither the requester, one
+        of its delegators, nor the person who broke the glass.
+        """
+        _check_approval_args(reviewer_id, channel, comment)
+        now = self.clock()
+        groups = self.policy.spec.groups
+
+        def change(review: BreakGlassReview, record: RequestRecord) -> ReviewChange:
+            if reviewer_id == record.request.principal.id or reviewer_id in record.request.delegator_ids:
+                raise ApprovalError("approval.not_independent",
+                                    f"`{reviewer_id}` is the requester or in its delegation chain")
+            if reviewer_id == review.used_by:
+                raise ApprovalError("approval.not_independent", f"`{reviewer_id}` broke the glass on this request")
+            eligible = any(reviewer_id in r.approvers for r in _requirements(record.decision)) or any(
+                reviewer_id in members for members in groups.values())
+            if not eligible:
+                raise ApprovalError("approval.not_an_approver", f"`{reviewer_id}` is not an approver")
+            if any(s.reviewer_id == reviewer_id for s in review.signoffs):
+                raise ApprovalError("approval.duplicate", f"`{reviewer_id}` has already signed off")
+            signoff = ReviewSignoff(self.ids("rvw"), record.id, reviewer_id, channel, comment, now)
+            closes = len(review.signoffs) + 1 >= REVIEW_SIGNOFFS
+            events = [self._event("break_glass.reviewed", record.id, now, signoff_id=signoff.id,
+                                  reviewer=reviewer_id, channel=channel, comment=comment,
+                                  overdue=now > review.due_at)]
+            if closes:
+                events.append(self._event("break_glass.review_closed", record.id, now, entry=review.entry_id,
+                                          reviewers=[*(s.reviewer_id for s in review.signoffs), reviewer_id]))
+            return ReviewChange(events, signoff, closes)
+
+        try:
+            return self.store.sign_off_review(request_id, change)
+        except ApprovalError as refusal:
+            self._audit_refusal("break_glass.review_refused", request_id, now, refusal, reviewer=reviewer_id,
+                                channel=channel)
+            raise
+
+    def open_reviews(self) -> list[BreakGlassReview]:
+        """Break-glass reviews not yet signed off by two people, soonest due first."""
+        return self.store.open_reviews()
+
+    def overdue_reviews(self, now: datetime.datetime | None = None) -> list[BreakGlassReview]:
+        """Open break-glass reviews past their due time at `now` (the gate's clock by default)."""
+        at = now or self.clock()
+        return [r for r in self.store.open_reviews() if at >= r.due_at]
+
     # --- grants ---------------------------------------------------------------------------------
 
     @_observed("consume", lambda *_: ("consumed", (), ()))
@@ -375,6 +507,7 @@ class Gate:
     def _issue(
         self, request_id: str, request: ActionRequest, digest: str, policy_version: str,
         approvals: list[dict[str, str]] | tuple[dict[str, str], ...], now: datetime.datetime,
+        details: dict[str, Any] | None = None,
     ) -> GrantRecord:
         executor = self._executor(request, self.policy)
         if executor is None:
@@ -386,6 +519,8 @@ class Gate:
             jti=jti, issued_at=issued_at, ttl=self.grant_ttl, policy_version=policy_version,
             approvals=approvals,
         )
+        if details:
+            claims["authorization_details"][0].update(details)
         token = grant_tokens.sign(claims, self.keys)
         expires = datetime.datetime.fromtimestamp(issued_at + self.grant_ttl, tz=datetime.UTC)
         return GrantRecord(jti, request_id, executor, token, digest, policy_version, now, expires)
@@ -416,6 +551,10 @@ class Gate:
             request.request, decision.requirements, request.approvals
         ):
             return
+        if decision.outcome == "require_approval" and any(
+            a.break_glass and policy.break_glass_for(a.approver_id, request.request.action) for a in request.approvals
+        ):
+            return  # the policy now in force still lets that person proceed alone
         raise GrantError(
             "grant.policy_changed",
             f"policy changed since the grant was issued and now says {decision.outcome}: {decision.explanation}",
@@ -444,7 +583,8 @@ class Gate:
                 {"id": a.id, "approver": a.approver_id, "channel": a.channel, "auth": a.auth, "verdict": a.verdict,
                  "comment": a.comment, "at": a.at.isoformat(),
                  "rubber_stamp": approval_rules.is_rubber_stamp(requirements, a.approver_id, a.verdict,
-                                                                record.created_at, a.at)}
+                                                                record.created_at, a.at),
+                 **({"break_glass": True} if a.break_glass else {})}
                 for a in record.approvals
             ),
             consumed=bool(grant and grant.consumed_at),
@@ -482,6 +622,22 @@ def _requirements(decision: dict[str, Any]) -> list[ApprovalRequirement]:
                             r["expires_in"], r.get("min_review_seconds", 0))
         for r in decision["requirements"]
     ]
+
+
+def review_json(review: BreakGlassReview) -> dict[str, Any]:
+    """A break-glass review as JSON data."""
+    return {
+        "request_id": review.request_id,
+        "break_glass_entry": review.entry_id,
+        "used_by": review.used_by,
+        "justification": review.justification,
+        "opened_at": review.opened_at.isoformat(),
+        "due_at": review.due_at.isoformat(),
+        "closed": review.closed_at is not None,
+        "closed_at": review.closed_at.isoformat() if review.closed_at else None,
+        "signoffs": [{"id": s.id, "reviewer": s.reviewer_id, "channel": s.channel, "comment": s.comment,
+                      "at": s.at.isoformat()} for s in review.signoffs],
+    }
 
 
 def _approve_outcome(

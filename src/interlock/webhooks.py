@@ -43,12 +43,13 @@ from interlock.core.action import ActionRequest
 from interlock.core.errors import InterlockError, PolicyError
 from interlock.core.policy import GROUP_PREFIX, Policy
 from interlock.gate import Gate, RequestState
-from interlock.store.base import AuditEvent
+from interlock.store.base import AuditEvent, BreakGlassReview
 
 SIGNATURE_HEADER = "Interlock-Signature"
 TIMESTAMP_HEADER = "Interlock-Timestamp"
 DELIVERY_HEADER = "Interlock-Delivery"
 EVENT = "request.pending_approval"
+BREAK_GLASS_EVENT = "request.break_glass"
 _RETRIED_STATUSES = frozenset({408, 429})
 _log = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ class Webhooks:
         webhooks = cls(gate.policy, targets, gate.store.append_audit, base_url, clock=gate.clock, **options)
         webhooks.start()
         gate.on_pending = webhooks.pending
+        gate.on_break_glass = webhooks.break_glass
         return webhooks
 
     def start(self) -> None:
@@ -170,6 +172,30 @@ class Webhooks:
             target = self.targets[group]
             delivery = Delivery(f"dlv_{uuid.uuid4().hex}", state.request_id, target,
                                 self._body(state, request, group))
+            try:
+                self._queue.put_nowait(delivery)
+            except queue.Full:
+                self._record(delivery, [], delivered=False, reason="queue_full")
+
+    def break_glass(self, state: RequestState, request: ActionRequest, review: BreakGlassReview) -> None:
+        """The Gate's `on_break_glass` hook: every configured group is alerted at once, whoever the rules name."""
+        for group, target in self.targets.items():
+            body = {
+                "event": BREAK_GLASS_EVENT,
+                "group": group,
+                "request_id": state.request_id,
+                "action": request.action,
+                "resource": request.resource,
+                "requester": request.principal.id,
+                "delegators": [p.id for p in request.on_behalf_of],
+                "used_by": review.used_by,
+                "break_glass_entry": review.entry_id,
+                "justification": review.justification,
+                "review_due": review.due_at.isoformat(),
+                "inbox_url": f"{self.base_url}/inbox/requests/{state.request_id}",
+            }
+            delivery = Delivery(f"dlv_{uuid.uuid4().hex}", state.request_id, target,
+                                json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
             try:
                 self._queue.put_nowait(delivery)
             except queue.Full:

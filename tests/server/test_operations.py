@@ -57,9 +57,10 @@ def test_the_openapi_schema_documents_every_endpoint_with_its_bodies(api: Api) -
     assert set(schema["paths"]) == {
         "/v1/requests", "/v1/requests/{request_id}", "/v1/requests/{request_id}/approvals", "/v1/grants/consume",
         "/v1/grants/{jti}/result", "/.well-known/jwks.json", "/v1/audit/verify", "/healthz", "/readyz",
-        "/metrics"}
+        "/metrics", "/v1/requests/{request_id}/break-glass", "/v1/requests/{request_id}/break-glass/reviews"}
     components = schema["components"]["schemas"]
-    documented = {"SubmitBody", "ApprovalBody", "ConsumeBody", "ResultBody", "RequestStateBody", "ErrorBody"}
+    documented = {"SubmitBody", "ApprovalBody", "ConsumeBody", "ResultBody", "RequestStateBody", "ErrorBody",
+                  "BreakGlassBody", "ReviewBody"}
     assert documented <= set(components)
     assert "channel" not in components["ApprovalBody"]["properties"]
     approvals = schema["paths"]["/v1/requests/{request_id}/approvals"]["post"]

@@ -29,6 +29,8 @@ OPERATIONS = {
     ("POST", "/v1/requests"): "agent",
     ("GET", "/v1/requests/{request_id}"): "agent",
     ("POST", "/v1/requests/{request_id}/approvals"): "alice",
+    ("POST", "/v1/requests/{request_id}/break-glass"): "alice",
+    ("POST", "/v1/requests/{request_id}/break-glass/reviews"): "alice",
     ("POST", "/v1/grants/consume"): "payments",
     ("POST", "/v1/grants/{jti}/result"): "payments",
     ("GET", "/v1/audit/verify"): "admin",

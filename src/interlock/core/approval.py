@@ -30,6 +30,8 @@ class Approval:
     comment: str
     at: datetime.datetime
     auth: ApproverAuth = "local"
+    # Given alone under a policy `break_glass` entry, not as one vote toward a quorum.
+    break_glass: bool = False
 
 
 def check_approver(

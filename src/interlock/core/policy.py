@@ -6,7 +6,7 @@ import fnmatch
 import hashlib
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -20,6 +20,7 @@ Effect = Literal["allow", "deny", "require_approval"]
 Independence = Literal["requester", "delegators"]
 GROUP_PREFIX = "group:"
 DEFAULT_APPROVAL_EXPIRY = "15m"
+DEFAULT_BREAK_GLASS_REVIEW = "24h"
 NO_MIN_REVIEW = "0s"
 _FULL_INDEPENDENCE: tuple[Independence, ...] = ("requester", "delegators")
 _ACTION_PATTERN = r"^[A-Za-z0-9_*?.\[\]-]{1,256}$"
@@ -81,6 +82,21 @@ class NotifySpec(_Strict):
     secret_env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
+class BreakGlassSpec(_Strict):
+    """Who may proceed alone in an emergency, for which actions, and how soon the post-hoc review is due."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
+    who: list[str] = Field(min_length=1)
+    actions: list[Annotated[str, Field(pattern=_ACTION_PATTERN)]] = Field(min_length=1)
+    review_within: str = DEFAULT_BREAK_GLASS_REVIEW
+
+    @field_validator("review_within")
+    @classmethod
+    def _is_duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+
 class PolicySpec(_Strict):
     version: Literal[1]
     sensitive: list[str] = Field(default_factory=list)
@@ -88,6 +104,7 @@ class PolicySpec(_Strict):
     executors: dict[str, str] = Field(default_factory=dict)
     notify: dict[str, NotifySpec] = Field(default_factory=dict)
     rules: list[RuleSpec] = Field(default_factory=list)
+    break_glass: list[BreakGlassSpec] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -115,6 +132,19 @@ class Rule:
 
     def covers(self, action: str) -> bool:
         return fnmatch.fnmatchcase(action, self.action)
+
+
+@dataclass(frozen=True)
+class BreakGlass:
+    """A compiled `break_glass` entry, with groups resolved to person ids."""
+
+    id: str
+    who: frozenset[str]
+    actions: tuple[str, ...]
+    review_within: int
+
+    def covers(self, action: str) -> bool:
+        return any(fnmatch.fnmatchcase(action, pattern) for pattern in self.actions)
 
 
 def _is_glob(pattern: str) -> bool:
@@ -193,6 +223,7 @@ class Policy:
     spec: PolicySpec
     rules: tuple[Rule, ...]
     _index: _RuleIndex
+    break_glass: tuple[BreakGlass, ...] = ()
     # Decisions by (action, matched rule ids): the same rules always combine the same way.
     decisions: dict[tuple[str, ...], Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -214,6 +245,10 @@ class Policy:
     def executor_for(self, action: str) -> str | None:
         """The executor the policy names for `action` (exact name first, then the first matching glob)."""
         return self._index.candidates(action).executor
+
+    def break_glass_for(self, person_id: str, action: str) -> BreakGlass | None:
+        """The first `break_glass` entry that names `person_id` and covers `action`; None if none does."""
+        return next((e for e in self.break_glass if person_id in e.who and e.covers(action)), None)
 
 
 class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -315,7 +350,27 @@ def compile_policy(spec: PolicySpec, version: str, root: yaml.Node | None = None
         rules.append(
             Rule(rule_spec.id, rule_spec.action, rule_spec.effect, condition, requirement, rule_spec.description)
         )
-    return Policy(version, spec, tuple(rules), _RuleIndex(rules, spec.sensitive, spec.executors))
+    return Policy(version, spec, tuple(rules), _RuleIndex(rules, spec.sensitive, spec.executors),
+                  _break_glass(spec, root))
+
+
+def _break_glass(spec: PolicySpec, root: yaml.Node | None) -> tuple[BreakGlass, ...]:
+    entries: list[BreakGlass] = []
+    for n, entry in enumerate(spec.break_glass):
+        if entry.id in {e.id for e in entries}:
+            raise _fail(f"break_glass id `{entry.id}` is used twice", _line_of(root, ("break_glass", n, "id")))
+        who: set[str] = set()
+        for name in entry.who:
+            if name.startswith(GROUP_PREFIX):
+                group = name[len(GROUP_PREFIX):]
+                if group not in spec.groups:
+                    raise _fail(f"break_glass `{entry.id}`: undefined group `{group}`",
+                                _line_of(root, ("break_glass", n, "who")))
+                who.update(spec.groups[group])
+            else:
+                who.add(name)
+        entries.append(BreakGlass(entry.id, frozenset(who), tuple(entry.actions), parse_duration(entry.review_within)))
+    return tuple(entries)
 
 
 def _requirement(spec: PolicySpec, rule: RuleSpec, approval: ApprovalSpec, line: Any) -> ApprovalRequirement:

@@ -11,6 +11,7 @@
 | `request.not_found`, `auth.unknown_credential`                             | 404    |
 | `approval.*`, `request.rejected`, `request.not_pending`                    | 409    |
 | `approval.binding_mismatch` (a sensitive approve without its code)         | 409    |
+| `approval.break_glass_not_allowed` (no policy entry lets the caller)       | 403    |
 | `approval.expired`, `grant.expired`                                        | 410    |
 | `grant.already_used`, `grant.not_consumed`, `grant.result_recorded`        | 409    |
 | any other `grant.*` (the grant presented does not authorize this action)   | 403    |
@@ -50,6 +51,7 @@ _EXACT = {
     "request.rejected": 409,
     "request.not_pending": 409,
     "approval.binding_mismatch": 409,
+    "approval.break_glass_not_allowed": 403,
     "approval.expired": 410,
     "grant.expired": 410,
     "grant.already_used": 409,

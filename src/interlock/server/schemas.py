@@ -49,6 +49,18 @@ class ApprovalBody(_Body):
                     " approve a sensitive action; case, dashes and spaces are ignored")
 
 
+class BreakGlassBody(_Body):
+    """Proceed alone under a policy `break_glass` entry; the justification is recorded and sent to every group."""
+
+    justification: str = Field(min_length=1, max_length=4096)
+
+
+class ReviewBody(_Body):
+    """A post-hoc sign-off of a break-glass use."""
+
+    comment: str = Field(default="", max_length=4096)
+
+
 class ConsumeBody(_Body):
     """A grant and exactly the action the executor (the caller) is about to run."""
 
@@ -123,7 +135,8 @@ class HealthBody(BaseModel):
     status: str
 
 
-BODY_MODELS: tuple[type[BaseModel], ...] = (SubmitBody, ApprovalBody, ConsumeBody, ResultBody)
+BODY_MODELS: tuple[type[BaseModel], ...] = (SubmitBody, ApprovalBody, BreakGlassBody, ReviewBody, ConsumeBody,
+                                          ResultBody)
 
 
 def request_body(model: type[BaseModel]) -> dict[str, Any]:

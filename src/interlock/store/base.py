@@ -78,6 +78,32 @@ class NewRequest:
 
 
 @dataclass(frozen=True)
+class ReviewSignoff:
+    """One sign-off of a break-glass review by one reviewer."""
+
+    id: str
+    request_id: str
+    reviewer_id: str
+    channel: str
+    comment: str
+    at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class BreakGlassReview:
+    """The post-hoc review a break-glass use opens: due by `due_at`, closed by two sign-offs."""
+
+    request_id: str
+    entry_id: str
+    used_by: str
+    justification: str
+    opened_at: datetime.datetime
+    due_at: datetime.datetime
+    closed_at: datetime.datetime | None = None
+    signoffs: tuple[ReviewSignoff, ...] = ()
+
+
+@dataclass(frozen=True)
 class RequestChange:
     """What `update_request`'s callback decided to write."""
 
@@ -85,6 +111,16 @@ class RequestChange:
     status: RequestStatus | None = None
     approval: Approval | None = None
     grant: GrantRecord | None = None
+    review: BreakGlassReview | None = None  # a break-glass review to open
+
+
+@dataclass(frozen=True)
+class ReviewChange:
+    """What `sign_off_review`'s callback decided to write: a sign-off, whether it closes the review, audit."""
+
+    events: list[AuditEvent]
+    signoff: ReviewSignoff
+    closes: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,6 +191,18 @@ class Store(Protocol):
 
     def audit_entries(self) -> Iterator[StoredEntry]:
         """Every audit entry in log order."""
+        ...
+
+    def sign_off_review(
+        self, request_id: str, change: Callable[[BreakGlassReview, RequestRecord], ReviewChange]
+    ) -> BreakGlassReview:
+        """Add `change(review, request)`'s sign-off (closing the review if it says so) with its audit, atomically;
+        `approval.review_not_open` if the request has no break-glass review, `approval.duplicate` on a second
+        sign-off by the same reviewer."""
+        ...
+
+    def open_reviews(self) -> list[BreakGlassReview]:
+        """Every break-glass review not yet closed, soonest due first, with its sign-offs."""
         ...
 
     def add_credential(self, credential: CredentialRecord, event: AuditEvent) -> None:

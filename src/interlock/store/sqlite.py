@@ -21,12 +21,15 @@ from interlock.core.conditions import History
 from interlock.core.errors import ApprovalError, AuthError, GrantError, InterlockError, StoreError
 from interlock.store.base import (
     AuditEvent,
+    BreakGlassReview,
     CredentialRecord,
     GrantRecord,
     LoadRequest,
     NewRequest,
     RequestChange,
     RequestRecord,
+    ReviewChange,
+    ReviewSignoff,
     Role,
 )
 
@@ -221,15 +224,23 @@ class SqliteStore:
                 a = result.approval
                 try:
                     db.execute(
-                        "INSERT INTO approvals (id, request_id, approver_id, channel, verdict, comment, at, auth)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO approvals (id, request_id, approver_id, channel, verdict, comment, at, auth,"
+                        " break_glass) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (a.id, a.request_id, a.approver_id, a.channel, a.verdict, a.comment, to_micros(a.at),
-                         a.auth),
+                         a.auth, int(a.break_glass)),
                     )
                 except sqlite3.IntegrityError:
                     raise ApprovalError("approval.duplicate", f"`{a.approver_id}` has already decided") from None
             if result.grant:
                 self._insert_grant(db, result.grant)
+            if result.review:
+                r = result.review
+                db.execute(
+                    "INSERT INTO break_glass_reviews (request_id, entry_id, used_by, justification, opened_at, due_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (r.request_id, r.entry_id, r.used_by, r.justification, to_micros(r.opened_at),
+                     to_micros(r.due_at)),
+                )
             self._append(db, result.events)
             return result
 
@@ -308,6 +319,59 @@ class SqliteStore:
                     self._rollback(db)
         except sqlite3.Error as exc:
             raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
+
+    def sign_off_review(
+        self, request_id: str, change: Callable[[BreakGlassReview, RequestRecord], ReviewChange]
+    ) -> BreakGlassReview:
+        with self._write() as db:
+            review = self._review(db, request_id)
+            if review is None or review.closed_at is not None:
+                raise ApprovalError("approval.review_not_open",
+                                    f"request `{request_id}` has no open break-glass review")
+            result = change(review, self._load(db, request_id))
+            s = result.signoff
+            try:
+                db.execute(
+                    "INSERT INTO break_glass_signoffs (id, request_id, reviewer_id, channel, comment, at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (s.id, s.request_id, s.reviewer_id, s.channel, s.comment, to_micros(s.at)),
+                )
+            except sqlite3.IntegrityError:
+                raise ApprovalError("approval.duplicate", f"`{s.reviewer_id}` has already signed off") from None
+            if result.closes:
+                db.execute("UPDATE break_glass_reviews SET closed_at = ? WHERE request_id = ?",
+                           (to_micros(s.at), request_id))
+            self._append(db, result.events)
+            return self._review(db, request_id)  # type: ignore[return-value]
+
+    def open_reviews(self) -> list[BreakGlassReview]:
+        try:
+            with self._connection() as db:
+                db.execute("BEGIN")  # one read snapshot: no review half-signed between its rows
+                try:
+                    ids = db.execute("SELECT request_id FROM break_glass_reviews WHERE closed_at IS NULL"
+                                     " ORDER BY due_at, request_id").fetchall()
+                    return [r for r in (self._review(db, row[0]) for row in ids) if r is not None]
+                finally:
+                    self._rollback(db)
+        except sqlite3.Error as exc:
+            raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
+
+    @staticmethod
+    def _review(db: sqlite3.Connection, request_id: str) -> BreakGlassReview | None:
+        row = db.execute(
+            "SELECT request_id, entry_id, used_by, justification, opened_at, due_at, closed_at"
+            " FROM break_glass_reviews WHERE request_id = ?", (request_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        signoffs = tuple(
+            ReviewSignoff(s[0], s[1], s[2], s[3], s[4], from_micros(s[5]))  # type: ignore[arg-type]
+            for s in db.execute("SELECT id, request_id, reviewer_id, channel, comment, at FROM break_glass_signoffs"
+                                " WHERE request_id = ? ORDER BY at, rowid", (request_id,))
+        )
+        return BreakGlassReview(row[0], row[1], row[2], row[3], from_micros(row[4]),  # type: ignore[arg-type]
+                                from_micros(row[5]), from_micros(row[6]), signoffs)  # type: ignore[arg-type]
 
     def audit_entries(self) -> Iterator[StoredEntry]:
         rows = self._read("SELECT idx, leaf, leaf_hash, chain_hash FROM audit ORDER BY rowid", ())
@@ -401,9 +465,9 @@ class SqliteStore:
         if row is None:
             raise ApprovalError("request.not_found", f"no request `{request_id}`")
         approvals = tuple(
-            Approval(a[0], a[1], a[2], a[3], a[4], a[5], from_micros(a[6]), a[7])  # type: ignore[arg-type]
+            Approval(a[0], a[1], a[2], a[3], a[4], a[5], from_micros(a[6]), a[7], bool(a[8]))  # type: ignore[arg-type]
             for a in db.execute(
-                "SELECT id, request_id, approver_id, channel, verdict, comment, at, auth FROM approvals"
+                "SELECT id, request_id, approver_id, channel, verdict, comment, at, auth, break_glass FROM approvals"
                 " WHERE request_id = ? ORDER BY at, id",
                 (request_id,),
             )

@@ -74,6 +74,19 @@ def card(review: RequestReview) -> dict[str, Any]:
     }
 
 
+def open_reviews(reviews: list[Any], now: datetime.datetime) -> list[dict[str, Any]]:
+    """The inbox's break-glass reviews still open: who broke the glass, why, by when, and whether it is overdue."""
+    return [{
+        "request_id": review.request_id,
+        "used_by": identifier(review.used_by),
+        "entry_id": review.entry_id,
+        "justification": review.justification,
+        "due_at": review.due_at,
+        "overdue": now >= review.due_at,
+        "signed_by": [identifier(s.reviewer_id) for s in review.signoffs],
+    } for review in reviews]
+
+
 def duration(span: datetime.timedelta) -> str:
     """A time span as a person reads it: `45 s`, `4 min 5 s`, `2 h 10 min`."""
     seconds = int(span.total_seconds())

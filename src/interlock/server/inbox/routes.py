@@ -137,16 +137,35 @@ async def logout(request: Request) -> Response:
 @router.get("")
 async def inbox(request: Request) -> Response:
     session = await _signed_in(request)
-    waiting = await run_in_threadpool(gate_of(request).pending_for, session.subject_id)
-    return _page("inbox.html", session=session, cards=presentation.group_cards(waiting))
+    gate = gate_of(request)
+    waiting = await run_in_threadpool(gate.pending_for, session.subject_id)
+    reviews = await run_in_threadpool(gate.open_reviews)
+    return _page("inbox.html", session=session, cards=presentation.group_cards(waiting),
+                 reviews=presentation.open_reviews(reviews, gate.clock()))
 
 
 @router.get("/requests/{request_id}")
 async def request_page(request: Request, request_id: str) -> Response:
     session = await _signed_in(request)
-    review = await run_in_threadpool(gate_of(request).review, request_id)
+    gate = gate_of(request)
+    review = await run_in_threadpool(gate.review, request_id)
+    open_reviews = await run_in_threadpool(gate.open_reviews)
     flash, session.flash = session.flash, ""
-    return _page("request.html", session=session, flash=flash, **presentation.detail(review))
+    return _page("request.html", session=session, flash=flash, **presentation.detail(review),
+                 break_glass=next(iter(presentation.open_reviews(
+                     [r for r in open_reviews if r.request_id == request_id], gate.clock())), None))
+
+
+@router.post("/requests/{request_id}/break-glass-review")
+async def sign_off(request: Request, request_id: str) -> Response:
+    session = await _signed_in(request)
+    form = await _form(request, {"comment", "csrf_token"})
+    _check_csrf(session, form)
+    # A second post by the same reviewer is refused by the gate (`approval.duplicate`).
+    await run_in_threadpool(lambda: gate_of(request).review_break_glass(
+        request_id, session.subject_id, WEB_CHANNEL, form.get("comment", "")))
+    session.flash = "You signed off this break-glass use."
+    return RedirectResponse(f"/inbox/requests/{quote(request_id, safe='')}", status_code=303)
 
 
 @router.post("/requests/{request_id}/decision")

@@ -15,13 +15,15 @@ from interlock.core.action import from_value
 from interlock.core.approval import ApproverAuth
 from interlock.core.errors import AuthError
 from interlock.credentials import Identity
-from interlock.gate import RequestState
+from interlock.gate import RequestState, review_json
 from interlock.server.auth import caller, gate_of
 from interlock.server.bodies import read_model, read_object
 from interlock.server.schemas import (
     ApprovalBody,
+    BreakGlassBody,
     ClaimedPrincipal,
     RequestStateBody,
+    ReviewBody,
     SubmitBody,
     refusals,
     request_body,
@@ -102,6 +104,34 @@ async def approve(
                                                  auth=API_AUTH, binding_code=body.binding_code)
     )
     return JSONResponse(state.to_json())
+
+
+@router.post("/{request_id}/break-glass", response_model=None, openapi_extra=request_body(BreakGlassBody),
+             responses={200: {"model": RequestStateBody}, **refusals(400, 401, 403, 404, 409, 410, 413, 503)})
+async def break_glass(
+    request: Request, request_id: str, approver: Annotated[Identity, Depends(caller("approver"))]
+) -> JSONResponse:
+    """Proceed alone under a policy `break_glass` entry, over `api`: the grant is issued at once, every approver
+    group is alerted and a post-hoc review opens."""
+    body = await read_model(request, BreakGlassBody)
+    state = await run_in_threadpool(
+        lambda: gate_of(request).break_glass(request_id, approver.subject_id, API_CHANNEL, body.justification,
+                                             auth=API_AUTH)
+    )
+    return JSONResponse(state.to_json())
+
+
+@router.post("/{request_id}/break-glass/reviews", response_model=None, openapi_extra=request_body(ReviewBody),
+             responses={**refusals(400, 401, 403, 404, 409, 413, 503)})
+async def review_break_glass(
+    request: Request, request_id: str, approver: Annotated[Identity, Depends(caller("approver"))]
+) -> JSONResponse:
+    """Sign off a break-glass use as the calling approver; the second distinct sign-off closes the review."""
+    body = await read_model(request, ReviewBody)
+    review = await run_in_threadpool(
+        lambda: gate_of(request).review_break_glass(request_id, approver.subject_id, API_CHANNEL, body.comment)
+    )
+    return JSONResponse(review_json(review))
 
 
 def _check_claim(claimed: ClaimedPrincipal, principal: Identity) -> None:
