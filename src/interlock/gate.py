@@ -274,13 +274,7 @@ class Gate:
         verdict: Verdict = "reject" if reject else "approve"
 
         def change(record: RequestRecord) -> RequestChange:
-            state = self._state(record, now)
-            if state.outcome == "expired":
-                raise ApprovalError("approval.expired", "the approval window for this request has closed")
-            if state.outcome == "rejected":
-                raise ApprovalError("request.rejected", "this request was rejected")
-            if state.outcome != "pending_approval":
-                raise ApprovalError("request.not_pending", f"request is {state.outcome}, not pending approval")
+            self._require_pending(record, now)
             requirements = _requirements(record.decision)
             approval_rules.check_approver(record.request, requirements, approver_id, channel, record.approvals)
             # A decision that does not say whether it is sensitive is treated as sensitive (fail closed).
@@ -337,19 +331,9 @@ class Gate:
         opened: list[BreakGlassReview] = []
 
         def change(record: RequestRecord) -> RequestChange:
-            state = self._state(record, now)
-            if state.outcome == "expired":
-                raise ApprovalError("approval.expired", "the approval window for this request has closed")
-            if state.outcome == "rejected":
-                raise ApprovalError("request.rejected", "this request was rejected")
-            if state.outcome != "pending_approval":
-                raise ApprovalError("request.not_pending", f"request is {state.outcome}, not pending approval")
+            self._require_pending(record, now)
             # INVARIANT 4 holds here too: break-glass replaces a quorum by one *independent* person.
-            if person_id == record.request.principal.id:
-                raise ApprovalError("approval.not_independent", f"`{person_id}` is the requester")
-            if person_id in record.request.delegator_ids:
-                raise ApprovalError("approval.not_independent",
-                                    f"`{person_id}` is in the request's delegation chain")
+            approval_rules.check_independent(record.request, person_id)
             entry = policy.break_glass_for(person_id, record.request.action)
             if entry is None:
                 raise ApprovalError("approval.break_glass_not_allowed",
@@ -404,9 +388,7 @@ class Gate:
         groups = self.policy.spec.groups
 
         def change(review: BreakGlassReview, record: RequestRecord) -> ReviewChange:
-            if reviewer_id == record.request.principal.id or reviewer_id in record.request.delegator_ids:
-                raise ApprovalError("approval.not_independent",
-                                    f"`{reviewer_id}` is the requester or in its delegation chain")
+            approval_rules.check_independent(record.request, reviewer_id)
             if reviewer_id == review.used_by:
                 raise ApprovalError("approval.not_independent", f"`{reviewer_id}` broke the glass on this request")
             eligible = any(reviewer_id in r.approvers for r in _requirements(record.decision)) or any(
@@ -559,6 +541,16 @@ class Gate:
             "grant.policy_changed",
             f"policy changed since the grant was issued and now says {decision.outcome}: {decision.explanation}",
         )
+
+    def _require_pending(self, record: RequestRecord, now: datetime.datetime) -> None:
+        """Refuse a decision on a request that no longer waits for one."""
+        outcome = self._state(record, now).outcome
+        if outcome == "expired":
+            raise ApprovalError("approval.expired", "the approval window for this request has closed")
+        if outcome == "rejected":
+            raise ApprovalError("request.rejected", "this request was rejected")
+        if outcome != "pending_approval":
+            raise ApprovalError("request.not_pending", f"request is {outcome}, not pending approval")
 
     def _state(self, record: RequestRecord, now: datetime.datetime) -> RequestState:
         decision = record.decision

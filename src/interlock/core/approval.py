@@ -34,6 +34,14 @@ class Approval:
     break_glass: bool = False
 
 
+def check_independent(request: ActionRequest, person_id: str) -> None:
+    """INVARIANT 4: recognition is not approval. Not the requester, nobody it acts for."""
+    if person_id == request.principal.id:
+        raise ApprovalError("approval.not_independent", f"`{person_id}` is the requester")
+    if person_id in request.delegator_ids:
+        raise ApprovalError("approval.not_independent", f"`{person_id}` is in the request's delegation chain")
+
+
 def check_approver(
     request: ActionRequest,
     requirements: Iterable[ApprovalRequirement],
@@ -42,11 +50,7 @@ def check_approver(
     earlier: Iterable[Approval],
 ) -> None:
     """Raise the reason an approver may not approve or reject this request; return if they may."""
-    # INVARIANT 4: recognition is not approval. Not the requester, nobody it acts for.
-    if approver_id == request.principal.id:
-        raise ApprovalError("approval.not_independent", f"`{approver_id}` is the requester")
-    if approver_id in request.delegator_ids:
-        raise ApprovalError("approval.not_independent", f"`{approver_id}` is in the request's delegation chain")
+    check_independent(request, approver_id)
     eligible = [r for r in requirements if approver_id in r.approvers]
     if not eligible:
         raise ApprovalError("approval.not_an_approver", f"`{approver_id}` is not an approver for this request")
