@@ -99,13 +99,7 @@ class RemoteGate:
 
     def submit(self, document: ActionRequest | dict[str, Any] | bytes | str) -> RequestState:
         """Submit a request as the authenticated principal; a `principal` in it must be that principal."""
-        if isinstance(document, ActionRequest):
-            body = document.model_dump(mode="json")
-        elif isinstance(document, dict):
-            body = document
-        else:
-            body = _object(strict_json.parse(document))
-        return _state(self._call("POST", "/v1/requests", body))
+        return _state(self._call("POST", "/v1/requests", _body_of(document)))
 
     def status(self, request_id: str) -> RequestState:
         """A request's state now (for its requester, an approver or an admin)."""
@@ -147,12 +141,7 @@ class RemoteGate:
 
     def consume(self, grant: str, executor: str, action: ActionSpec | dict[str, Any] | bytes | str) -> Consumption:
         """Consume a grant once for exactly `action`; `executor` must be the authenticated principal."""
-        if isinstance(action, ActionSpec):
-            spec = action.model_dump(mode="json")
-        elif isinstance(action, dict):
-            spec = action
-        else:
-            spec = _object(strict_json.parse(action))
+        spec = _body_of(action)
         body = _object(self._call("POST", "/v1/grants/consume", {"grant": grant, "executor": executor, **spec}))
         try:
             return Consumption(body["jti"], body["request_id"], body["executor"], body["action"], body["digest"])
@@ -209,6 +198,15 @@ class RemoteGate:
             raise StoreError("store.unavailable", f"interlock server at {self.url} timed out: {exc!r}") from None
         except httpx.TransportError as exc:
             raise StoreError("store.unavailable", f"interlock server at {self.url} unreachable: {exc!r}") from None
+
+
+def _body_of(document: ActionSpec | dict[str, Any] | bytes | str) -> dict[str, Any]:
+    """A request or action as the JSON object to send (bytes and text through the strict parser)."""
+    if isinstance(document, ActionSpec):
+        return document.model_dump(mode="json")
+    if isinstance(document, dict):
+        return document
+    return _object(strict_json.parse(document))
 
 
 def _answer(response: httpx.Response) -> Any:
