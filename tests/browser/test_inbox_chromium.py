@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from e2e.served import cli, seeded_home, serving
+from e2e.served import seed_callers, seeded_home, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -38,13 +38,7 @@ PAYMENT = {
 def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """`interlock serve` on a free loopback port, with the seed policy and a token per caller."""
     home = seeded_home(tmp_path)
-    tokens = {
-        "agent": cli(home, "principals", "add", "agent:finance-assistant", "--kind", "agent",
-                     "--attributes", json.dumps({"known_recipients": ["DE89370400440532013000"]}))["token"],
-        "payments": cli(home, "principals", "add", "payments-service", "--kind", "service")["token"],
-        "alice": cli(home, "approvers", "add", "user:alice")["token"],
-        "bob": cli(home, "approvers", "add", "user:bob")["token"],
-    }
+    tokens = seed_callers(home)
     with serving(home) as base:
         yield base, tokens
 

@@ -40,6 +40,19 @@ def cli(home: Path, *args: str) -> Any:
     return json.loads(done.stdout)
 
 
+def seed_callers(home: Path) -> dict[str, str]:
+    """Tokens for the seed scenario's callers, registered with the real CLI: the agent (with its known
+    recipient), the payments executor, and the finance approvers alice and bob."""
+    attributes = json.dumps({"known_recipients": ["DE89370400440532013000"]})
+    return {
+        "agent": cli(home, "principals", "add", "agent:finance-assistant", "--kind", "agent",
+                     "--attributes", attributes)["token"],
+        "payments": cli(home, "principals", "add", "payments-service", "--kind", "service")["token"],
+        "alice": cli(home, "approvers", "add", "user:alice")["token"],
+        "bob": cli(home, "approvers", "add", "user:bob")["token"],
+    }
+
+
 @contextmanager
 def serving(home: Path) -> Iterator[str]:
     """Run `interlock serve` on `home` until the block ends; its base URL once /healthz answers."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
@@ -13,9 +12,8 @@ from interlock.core.errors import GrantError
 from interlock.enforce.guard import guard
 from interlock.gate import RequestState
 
-from .served import cli, seeded_home, serving
+from .served import cli, seed_callers, seeded_home, serving
 
-KNOWN = {"known_recipients": ["DE89370400440532013000"]}
 CEO_PAYMENT = {
     "on_behalf_of": [{"id": "user:ceo", "kind": "human"}],
     "action": "payments.transfer",
@@ -30,13 +28,7 @@ CEO_PAYMENT = {
 @pytest.mark.slow
 def test_the_sdk_runs_a_whole_approval_flow_against_interlock_serve(tmp_path: Path) -> None:
     home = seeded_home(tmp_path)
-    token = {
-        "agent": cli(home, "principals", "add", "agent:finance-assistant", "--kind", "agent",
-                     "--attributes", json.dumps(KNOWN))["token"],
-        "payments": cli(home, "principals", "add", "payments-service", "--kind", "service")["token"],
-        "alice": cli(home, "approvers", "add", "user:alice")["token"],
-        "bob": cli(home, "approvers", "add", "user:bob")["token"],
-    }
+    token = seed_callers(home)
     with serving(home) as url, RemoteGate(url, token["agent"]) as agent, \
             RemoteGate(url, token["alice"]) as alice, RemoteGate(url, token["bob"]) as bob, \
             RemoteGate(url, token["payments"]) as payments:

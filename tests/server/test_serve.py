@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
 import pytest
 
-from e2e.served import cli, seeded_home, serving
+from e2e.served import seed_callers, seeded_home, serving
 
-from .conftest import KNOWN_RECIPIENTS, consumption, submission
+from .conftest import consumption, submission
 
 
 @pytest.mark.slow
 def test_interlock_serve_runs_the_ceo_payment_flow_over_real_http(tmp_path: Path) -> None:
     home = seeded_home(tmp_path)
-    token = {
-        "agent": cli(home, "principals", "add", "agent:finance-assistant", "--kind", "agent",
-                     "--attributes", json.dumps(KNOWN_RECIPIENTS))["token"],
-        "payments": cli(home, "principals", "add", "payments-service", "--kind", "service")["token"],
-        "alice": cli(home, "approvers", "add", "user:alice")["token"],
-        "bob": cli(home, "approvers", "add", "user:bob")["token"],
-    }
+    token = seed_callers(home)
     with serving(home) as base:
 
         def auth(who: str) -> dict[str, str]:
