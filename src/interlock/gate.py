@@ -210,19 +210,15 @@ class Gate:
                     " or `executors` in the policy", sensitive=decision.sensitive,
                 )
             status = OUTCOME_STATUS[decision.outcome]
-            events = [
-                self._event("request.submitted", request_id, now, request=request.model_dump(mode="json"),
-                            digest=digest),
-                self._event("policy.decided", request_id, now, **decision.to_json()),
-            ]
             grant = None
             expires_at = None
             if decision.outcome == "allow":
                 grant = self._issue(request_id, request, digest, decision.policy_version, (), now)
-                events.append(self._grant_event(grant, now))
             elif decision.outcome == "require_approval":
                 expires_at = now + datetime.timedelta(seconds=decision.approval_expires_in or 0)
-            return NewRequest(status, decision.to_json(), expires_at, events, grant)
+            event = self._event("request.decided", request_id, now, request=request.model_dump(mode="json"),
+                                digest=digest, decision=decision.to_json(), **_issued(grant))
+            return NewRequest(status, decision.to_json(), expires_at, [event], grant)
 
         new = self.store.create_request(request_id, request, digest, now, record)
         written = RequestRecord(request_id, request, digest, new.status, new.decision, now, new.expires_at,
@@ -289,18 +285,21 @@ class Gate:
             flagged: dict[str, bool] = {}
             if approval_rules.is_rubber_stamp(requirements, approver_id, verdict, record.created_at, now):
                 flagged["rubber_stamp"] = True
-            events = [self._event(f"approval.{verdict}d", record.id, now, approval_id=approval.id,
-                                  approver=approver_id, channel=channel, auth=auth, comment=comment, **flagged)]
+
+            def recorded(grant: GrantRecord | None = None) -> list[AuditEvent]:
+                return [self._event(f"approval.{verdict}d", record.id, now, approval_id=approval.id,
+                                    approver=approver_id, channel=channel, auth=auth, comment=comment, **flagged,
+                                    **_issued(grant))]
+
             if reject:
-                return RequestChange(events, status="rejected", approval=approval)
+                return RequestChange(recorded(), status="rejected", approval=approval)
             approvals = (*record.approvals, approval)
             if not approval_rules.is_satisfied(record.request, requirements, approvals):
-                return RequestChange(events, approval=approval)
+                return RequestChange(recorded(), approval=approval)
             grant = self._issue(record.id, record.request, record.digest, record.decision["policy_version"],
                                 [{"id": a.id, "approver": a.approver_id, "channel": a.channel, "auth": a.auth}
                                  for a in approvals], now)
-            events.append(self._grant_event(grant, now))
-            return RequestChange(events, status="approved", approval=approval, grant=grant)
+            return RequestChange(recorded(grant), status="approved", approval=approval, grant=grant)
 
         try:
             self.store.update_request(request_id, change)
@@ -349,12 +348,9 @@ class Gate:
                          for a in (*record.approvals, approval) if a.verdict == "approve"]
             grant = self._issue(record.id, record.request, record.digest, record.decision["policy_version"],
                                 approvals, now, {"break_glass": True, "break_glass_entry": entry.id})
-            events = [
-                self._event("break_glass.used", record.id, now, approval_id=approval.id, who=person_id,
-                            channel=channel, auth=auth, why=justification, entry=entry.id,
-                            review_due=review.due_at.isoformat()),
-                self._grant_event(grant, now),
-            ]
+            events = [self._event("break_glass.used", record.id, now, approval_id=approval.id, who=person_id,
+                                  channel=channel, auth=auth, why=justification, entry=entry.id,
+                                  review_due=review.due_at.isoformat(), **_issued(grant))]
             opened.append(review)
             return RequestChange(events, status="approved", approval=approval, grant=grant, review=review)
 
@@ -399,12 +395,11 @@ class Gate:
                 raise ApprovalError("approval.duplicate", f"`{reviewer_id}` has already signed off")
             signoff = ReviewSignoff(self.ids("rvw"), record.id, reviewer_id, channel, comment, now)
             closes = len(review.signoffs) + 1 >= REVIEW_SIGNOFFS
+            closed = {"closed": {"entry": review.entry_id,
+                                 "reviewers": [*(s.reviewer_id for s in review.signoffs), reviewer_id]}}
             events = [self._event("break_glass.reviewed", record.id, now, signoff_id=signoff.id,
                                   reviewer=reviewer_id, channel=channel, comment=comment,
-                                  overdue=now > review.due_at)]
-            if closes:
-                events.append(self._event("break_glass.review_closed", record.id, now, entry=review.entry_id,
-                                          reviewers=[*(s.reviewer_id for s in review.signoffs), reviewer_id]))
+                                  overdue=now > review.due_at, **(closed if closes else {}))]
             return ReviewChange(events, signoff, closes)
 
         try:
@@ -593,10 +588,6 @@ class Gate:
     def _event(kind: str, request_id: str | None, at: datetime.datetime, **data: Any) -> AuditEvent:
         return AuditEvent(kind, request_id, data, at)
 
-    def _grant_event(self, grant: GrantRecord, now: datetime.datetime) -> AuditEvent:
-        return self._event("grant.issued", grant.request_id, now, jti=grant.jti, executor=grant.executor,
-                           digest=grant.digest, expires_at=grant.expires_at.isoformat())
-
     def _audit_refusal(
         self, kind: str, request_id: str | None, now: datetime.datetime, refusal: InterlockError, **data: Any
     ) -> None:
@@ -606,6 +597,13 @@ class Gate:
         except InterlockError as error:
             # The refusal stands whether or not it could be written down; say that it was not.
             _log.error("could not audit a %s (%s): %s", kind, refusal.code, error.message)
+
+
+def _issued(grant: GrantRecord | None) -> dict[str, Any]:
+    """The `grant` field of the audit entry of the state change that issued it (none when it issued none)."""
+    if grant is None:
+        return {}
+    return {"grant": {"jti": grant.jti, "executor": grant.executor, "expires_at": grant.expires_at.isoformat()}}
 
 
 def _requirements(decision: dict[str, Any]) -> list[ApprovalRequirement]:

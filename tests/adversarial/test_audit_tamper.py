@@ -90,7 +90,7 @@ def findings(problems: list[str] | tuple[str, ...]) -> Findings:
 
 def edit_amount(home: Home) -> Findings:
     """Rewrite the submitted amount in place: 48000 becomes 4800."""
-    target = index_of(home, "request.submitted", b'"amount":48000')
+    target = index_of(home, "request.decided", b'"amount":48000')
     with raw(home) as db:
         (leaf,) = db.execute("SELECT leaf FROM audit WHERE idx = ?", (target,)).fetchone()
         edited = bytes(leaf).replace(b'"amount":48000', b'"amount":4800')
@@ -120,7 +120,7 @@ def delete_consumption(home: Home) -> Findings:
 
 def swap_rows(home: Home) -> Findings:
     """Exchange the whole contents of two rows, keeping their indexes: the log now tells events out of order."""
-    first = index_of(home, "request.submitted", b'"amount":48000')
+    first = index_of(home, "request.decided", b'"amount":48000')
     second = index_of(home, "approval.approved")
     assert first + 1 < second < entry_count(home) - 1
     with raw(home) as db:

@@ -203,8 +203,7 @@ def test_two_approvals_grant_and_the_grant_is_consumed_once_for_exactly_the_appr
     assert verified["problems"] == []
     assert verified["entries"] == len(rows)
     assert [body["kind"] for body in audit_bodies(rows)] == [
-        "request.submitted", "policy.decided", "approval.refused", "approval.approved", "approval.approved",
-        "grant.issued",
+        "request.decided", "approval.refused", "approval.approved", "approval.approved",
         "grant.refused", "grant.consumed", "grant.refused", "execution.reported",
     ]
 
@@ -291,7 +290,7 @@ def test_without_flags_or_environment_the_home_is_dot_interlock(interlock: Run, 
     interlock("init").ok()
     submitted = interlock("submit", SMALL_PAYMENT).ok()
     assert _request_ids(tmp_path / ".interlock") == [submitted["request_id"]]
-    assert interlock("audit", "verify").ok()["entries"] == 3
+    assert interlock("audit", "verify").ok()["entries"] == 1
 
 
 # --- audit verify -----------------------------------------------------------------------------
@@ -302,8 +301,8 @@ def test_audit_verify_exits_1_naming_an_edited_entry(interlock: Run, cli: Run, h
     assert cli("audit", "verify", "--home", home).ok()["ok"] is True
 
     db = sqlite3.connect(home / "interlock.db")
-    leaf = db.execute("SELECT leaf FROM audit WHERE idx = 1").fetchone()[0]
-    db.execute("UPDATE audit SET leaf = ? WHERE idx = 1", (bytes(leaf).replace(b"require_approval", b"allow"),))
+    leaf = db.execute("SELECT leaf FROM audit WHERE idx = 0").fetchone()[0]
+    db.execute("UPDATE audit SET leaf = ? WHERE idx = 0", (bytes(leaf).replace(b"require_approval", b"allow"),))
     db.commit()
     db.close()
 
@@ -311,7 +310,7 @@ def test_audit_verify_exits_1_naming_an_edited_entry(interlock: Run, cli: Run, h
     assert done.code == 1, done
     body = done.json()
     assert body["ok"] is False
-    assert any(problem.startswith("entry 1:") for problem in body["problems"]), body
+    assert any(problem.startswith("entry 0:") for problem in body["problems"]), body
 
 
 def test_audit_verify_without_a_store_is_unavailable(interlock: Run, tmp_path: Path) -> None:

@@ -101,7 +101,7 @@ def test_the_ceo_payment_needs_two_independent_approvers_and_its_grant_is_consum
     assert verification["ok"] is True and verification["problems"] == []
     kinds = [json.loads(e.leaf)["kind"] for e in api.gate.store.audit_entries()]
     assert kinds.count("credential.added") == 7
-    assert {"approval.refused", "approval.approved", "grant.issued", "grant.consumed", "grant.refused",
+    assert {"approval.refused", "approval.approved", "grant.consumed", "grant.refused",
             "execution.reported"} <= set(kinds)
 
 
