@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from conftest import SEED, FixedClock, ceo_payment, code_of, spec_of
-from interlock.audit.chain import chain_hash, leaf_hash
+from interlock.audit.chain import chain_hash
+from interlock.audit.merkle import leaf_hash
 from interlock.core.errors import ApprovalError
 from interlock.gate import Gate
 from interlock.home import Home

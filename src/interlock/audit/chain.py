@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from interlock.audit.merkle import leaf_hash
 from interlock.core import strict_json
 
 GENESIS = bytes(32)
@@ -43,11 +44,6 @@ class StoredEntry:
     leaf: bytes
     leaf_hash: bytes
     chain_hash: bytes
-
-
-def leaf_hash(leaf: bytes) -> bytes:
-    """RFC 6962 §2.1 leaf hash."""
-    return hashlib.sha256(b"\x00" + leaf).digest()
 
 
 def chain_hash(previous: bytes, leaf_digest: bytes) -> bytes:

@@ -53,3 +53,13 @@ class AuthError(InterlockError):
 
 class KeyringError(InterlockError):
     """A signing key that cannot be loaded (`keys.*`)."""
+
+
+class AuditError(InterlockError):
+    """An audit log, proof, signed note or checkpoint that is malformed or does not verify (`audit.*`).
+
+    Codes: `audit.bad_note` (not a signed note), `audit.bad_checkpoint` (not a checkpoint body),
+    `audit.bad_key` (not a verifier key), `audit.bad_signature` (no trusted signature verifies, or one fails),
+    `audit.inconsistent` (two tree heads that no consistency proof joins), `audit.out_of_range` (a leaf,
+    node or tree size the log does not have).
+    """
