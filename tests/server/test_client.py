@@ -95,21 +95,22 @@ def test_every_method_runs_the_ceo_payment_as_a_local_gate_would(api: Api, remot
     assert first.outcome == "pending_approval"
     assert (first.approvals[0]["approver"], first.approvals[0]["channel"]) == ("user:alice", "api")
     approved = bob.decide_approval(pending.request_id, binding_code=code.lower())
-    assert approved.outcome == "approved" and approved.grant
+    assert approved.outcome == "approved" and approved.grant is None, "only the requester receives the grant"
 
     # wait() on a request that is already decided returns at once rather than long-polling for a change.
     waited = agent.wait(pending.request_id, 30)
-    assert waited.outcome == "approved" and waited.grant == approved.grant
+    assert waited.outcome == "approved" and waited.grant == api.gate.status(pending.request_id).grant
+    assert waited.grant
 
     assert agent.jwks() == api.gate.keys.jwks()
 
     action = {"action": "payments.transfer", "resource": "account:treasury", "params": PARAMS}
-    consumed = payments.consume(approved.grant, "payments-service", action)
+    consumed = payments.consume(waited.grant, "payments-service", action)
     assert isinstance(consumed, Consumption)
     assert (consumed.request_id, consumed.executor, consumed.action, consumed.digest) == (
         pending.request_id, "payments-service", "payments.transfer", pending.digest)
     with pytest.raises(InterlockError) as again:
-        payments.consume(approved.grant, "payments-service", action)
+        payments.consume(waited.grant, "payments-service", action)
     expect_refusal(again, GrantError, "grant.already_used")
 
     reported = payments.report(consumed.jti, True, "paid", executor="payments-service")

@@ -54,7 +54,8 @@ def test_the_ceo_payment_needs_two_independent_approvers_and_its_grant_is_consum
     approved = api.call("POST", f"/v1/requests/{request_id}/approvals", "bob",
                         json={"decision": "approve", "binding_code": code}).json()
     assert approved["outcome"] == "approved"
-    grant = approved["grant"]
+    assert "grant" not in approved, "the grant is the requester's executor's capability, never the approver's"
+    grant = api.call("GET", f"/v1/requests/{request_id}", "agent").json()["grant"]
 
     # The grant verifies with another JOSE implementation from the published JWKS alone.
     jwks = api.call("GET", "/.well-known/jwks.json").json()
@@ -175,8 +176,8 @@ def _waiting_announced(api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[as
 
 
 def _long_poll_while(api: Api, request_id: str, change: Callable[[httpx.AsyncClient], Awaitable[object]],
-                     monkeypatch: pytest.MonkeyPatch) -> tuple[httpx.Response, float]:
-    """Start `GET ?wait=30` as the agent; once it waits, make `change`; return its response and how long it took."""
+                     monkeypatch: pytest.MonkeyPatch, who: str = "agent") -> tuple[httpx.Response, float]:
+    """Start `GET ?wait=30` as `who`; once it waits, make `change`; return its response and how long it took."""
 
     async def scenario() -> tuple[httpx.Response, float]:
         with _waiting_announced(api, monkeypatch) as subscribed:
@@ -184,7 +185,7 @@ def _long_poll_while(api: Api, request_id: str, change: Callable[[httpx.AsyncCli
             async with httpx.AsyncClient(transport=transport, base_url="http://interlock") as client:
                 started = time.monotonic()
                 waiting = asyncio.ensure_future(
-                    client.get(f"/v1/requests/{request_id}", params={"wait": 30}, headers=api.auth("agent")))
+                    client.get(f"/v1/requests/{request_id}", params={"wait": 30}, headers=api.auth(who)))
                 await asyncio.wait_for(subscribed.wait(), 10)
                 await change(client)
                 polled = await asyncio.wait_for(waiting, 40)
@@ -207,7 +208,27 @@ def test_a_long_poll_returns_as_soon_as_the_approval_lands(api: Api, monkeypatch
     polled, elapsed = _long_poll_while(api, request_id, approve, monkeypatch)
     assert approvals[0].status_code == 200, approvals[0].text
     assert polled.status_code == 200, polled.text
-    assert polled.json()["outcome"] == "approved" and polled.json()["grant"] == approvals[0].json()["grant"]
+    assert "grant" not in approvals[0].json(), "the approver who completes the quorum does not receive the grant"
+    assert polled.json()["outcome"] == "approved" and polled.json()["grant"] == api.gate.status(request_id).grant
+    assert elapsed < 10, f"the long-poll waited {elapsed:.1f}s for a change that had landed"
+
+
+def test_an_approvers_long_poll_returns_on_the_change_without_the_grant(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pending = _submit(api)
+    request_id, code = pending["request_id"], pending["approval"]["binding_code"]
+    approve_body = {"decision": "approve", "binding_code": code}
+    api.call("POST", f"/v1/requests/{request_id}/approvals", "alice", json=approve_body)
+
+    async def approve(client: httpx.AsyncClient) -> None:
+        await client.post(f"/v1/requests/{request_id}/approvals", json=approve_body, headers=api.auth("bob"))
+
+    polled, elapsed = _long_poll_while(api, request_id, approve, monkeypatch, who="alice")
+    assert polled.status_code == 200, polled.text
+    assert polled.json()["outcome"] == "approved" and "grant" not in polled.json()
+    grant = api.gate.status(request_id).grant
+    assert grant and grant not in polled.text
     assert elapsed < 10, f"the long-poll waited {elapsed:.1f}s for a change that had landed"
 
 

@@ -30,7 +30,8 @@ def test_interlock_serve_runs_the_ceo_payment_flow_over_real_http(tmp_path: Path
                 approved = http.post(f"/v1/requests/{request_id}/approvals",
                                      json={"decision": "approve", "binding_code": code}, headers=auth(who))
                 assert approved.status_code == 200, approved.text
-            grant = approved.json()["grant"]
+                assert "grant" not in approved.json(), "only the requester receives the grant"
+            grant = http.get(f"/v1/requests/{request_id}", headers=auth("agent")).json()["grant"]
             consumed = http.post("/v1/grants/consume", json=consumption(grant), headers=auth("payments"))
             assert consumed.status_code == 200 and consumed.json()["consumed"] is True, consumed.text
             again = http.post("/v1/grants/consume", json=consumption(grant), headers=auth("payments"))

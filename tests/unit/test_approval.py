@@ -10,7 +10,7 @@ import pytest
 
 from conftest import WEDNESDAY, ceo_payment
 from interlock.core.action import ActionRequest, parse_request
-from interlock.core.approval import Approval, check_approver, is_rubber_stamp, is_satisfied, progress
+from interlock.core.approval import Approval, check_approver, is_rubber_stamp, is_satisfied, progress, takes_part
 from interlock.core.errors import ApprovalError
 from interlock.core.policy import ApprovalRequirement
 
@@ -198,3 +198,42 @@ def test_a_rejection_is_never_a_rubber_stamp() -> None:
 def test_only_the_review_times_of_the_rules_the_approver_answers_apply() -> None:
     assert not reviewed(0, approver="user:bob")  # bob answers only the rule without a review time
     assert not is_rubber_stamp([], "user:alice", "approve", WEDNESDAY, WEDNESDAY)
+
+
+# --- takes_part: who may see a request ---------------------------------------------------------
+
+GROUPS = {"finance": ["user:alice", "user:bob"], "change": ["user:erin"], "leads": ["user:ceo"]}
+
+
+def part(person: str, decided_by: tuple[str, ...] = (), glass_broken: bool = False) -> bool:
+    return takes_part(chained_request(), person, approvers=sorted(FINANCE.approvers), decided_by=decided_by,
+                      glass_broken=glass_broken, groups=GROUPS)
+
+
+def test_an_approver_the_rules_name_takes_part() -> None:
+    assert part("user:alice") and part("user:carol")
+
+
+def test_someone_the_rules_do_not_name_takes_no_part_even_in_a_group() -> None:
+    assert not part("user:erin") and not part("user:zed")
+
+
+@pytest.mark.parametrize("person", ["agent:finance-assistant", "user:ceo", "user:cfo"])
+def test_the_requester_and_its_delegators_take_no_part_even_if_listed(person: str) -> None:
+    assert not part(person)
+    assert not part(person, glass_broken=True), "a group member, but not independent: may not review either"
+
+
+def test_whoever_decided_on_it_takes_part() -> None:
+    assert part("user:zed", decided_by=("user:zed",))
+
+
+def test_once_the_glass_is_broken_any_group_member_takes_part_as_a_possible_reviewer() -> None:
+    assert part("user:erin", glass_broken=True)
+    assert not part("user:zed", glass_broken=True), "in no group and not named by the rules"
+
+
+def test_without_groups_only_the_rules_and_the_decisions_count() -> None:
+    request = chained_request()
+    assert not takes_part(request, "user:erin", approvers=[], decided_by=[], glass_broken=True)
+    assert takes_part(request, "user:alice", approvers=["user:alice"], decided_by=[])

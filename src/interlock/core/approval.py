@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,6 +40,27 @@ def check_independent(request: ActionRequest, person_id: str) -> None:
         raise ApprovalError("approval.not_independent", f"`{person_id}` is the requester")
     if person_id in request.delegator_ids:
         raise ApprovalError("approval.not_independent", f"`{person_id}` is in the request's delegation chain")
+
+
+def takes_part(
+    request: ActionRequest,
+    person_id: str,
+    *,
+    approvers: Iterable[str],
+    decided_by: Iterable[str],
+    glass_broken: bool = False,
+    groups: Mapping[str, Collection[str]] | None = None,
+) -> bool:
+    """Whether a person has a part in a request: they decided on it (the break-glass user too), or, being
+    independent of it, its rules name them as an approver, or the glass was broken and they may sign off its review
+    (any member of a policy group, as `review_break_glass` allows)."""
+    if person_id in set(decided_by):
+        return True
+    if person_id == request.principal.id or person_id in request.delegator_ids:
+        return False
+    if person_id in set(approvers):
+        return True
+    return glass_broken and any(person_id in members for members in (groups or {}).values())
 
 
 def check_approver(

@@ -8,9 +8,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from interlock.core.approval import takes_part
 from interlock.core.errors import AuthError
 from interlock.credentials import Credentials, Identity, Role
-from interlock.gate import Gate
+from interlock.gate import Gate, RequestReview
 
 # Declared for the OpenAPI schema; the header is parsed below so each failure has its own reason code.
 _bearer_scheme = HTTPBearer(auto_error=False, description="`Authorization: Bearer ilk_...`")
@@ -48,3 +49,15 @@ def caller(*roles: Role) -> Callable[..., Awaitable[Identity]]:
         return identity
 
     return authenticated
+
+
+def approver_takes_part(gate: Gate, review: RequestReview, approver_id: str) -> bool:
+    """Whether an approver may see a request: one its rules need, who decided on it, or may review its break-glass."""
+    state = review.state
+    return takes_part(
+        review.request, approver_id,
+        approvers=(person for requirement in state.requirements for person in requirement["approvers"]),
+        decided_by=(approval["approver"] for approval in state.approvals),
+        glass_broken=any(approval.get("break_glass") for approval in state.approvals),
+        groups=gate.policy.spec.groups,
+    )

@@ -101,7 +101,9 @@ class RequestStateBody(BaseModel):
     explanation: str
     digest: str
     policy_version: str
-    grant: str | None = Field(default=None, description="present while an issued grant is unconsumed")
+    grant: str | None = Field(
+        default=None, description="for the requester only: present while an issued grant is unconsumed; never sent"
+                                  " to an approver or an admin")
     approval: ApprovalProgress | None = None
     approvals: list[dict[str, Any]] | None = None
     consumed: bool | None = None

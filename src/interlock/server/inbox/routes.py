@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from interlock.core.approval import ApproverAuth
 from interlock.core.errors import AuthError, InterlockError, RequestError
 from interlock.credentials import token_sha256
-from interlock.server.auth import credentials_of, gate_of
+from interlock.server.auth import approver_takes_part, credentials_of, gate_of
 from interlock.server.errors import status_for
 from interlock.server.inbox import presentation
 from interlock.server.inbox.sessions import Session, SessionBook, same_token
@@ -139,7 +139,8 @@ async def inbox(request: Request) -> Response:
     session = await _signed_in(request)
     gate = gate_of(request)
     waiting = await run_in_threadpool(gate.pending_for, session.subject_id)
-    reviews = await run_in_threadpool(gate.open_reviews)
+    reviews = await run_in_threadpool(lambda: [
+        r for r in gate.open_reviews() if approver_takes_part(gate, gate.review(r.request_id), session.subject_id)])
     return _page("inbox.html", session=session, cards=presentation.group_cards(waiting),
                  reviews=presentation.open_reviews(reviews, gate.clock()))
 
@@ -149,6 +150,11 @@ async def request_page(request: Request, request_id: str) -> Response:
     session = await _signed_in(request)
     gate = gate_of(request)
     review = await run_in_threadpool(gate.review, request_id)
+    if not approver_takes_part(gate, review, session.subject_id):
+        raise AuthError("auth.forbidden", "you take no part in this request: only an approver its rules need, one"
+                                          " who decided on it or may review its break-glass use may open it")
+    # The grant is the requester's executor's capability: the page never carries it.
+    review = replace(review, state=replace(review.state, grant=None))
     open_reviews = await run_in_threadpool(gate.open_reviews)
     flash, session.flash = session.flash, ""
     return _page("request.html", session=session, flash=flash, **presentation.detail(review),
@@ -263,5 +269,6 @@ def _refusal(request: Request, error: InterlockError) -> Response:
     if error.code == "auth.session" and request.method == "GET":
         return RedirectResponse("/inbox/login", status_code=303)
     session = _settings(request).sessions.find(request.cookies.get(_settings(request).session_cookie))
-    return _page("refusal.html", status_for(error.code), session=session, error=error,
-                 request_id=request.path_params.get("request_id"))
+    # No link back to a request the approver may not open.
+    request_id = None if error.code == "auth.forbidden" else request.path_params.get("request_id")
+    return _page("refusal.html", status_for(error.code), session=session, error=error, request_id=request_id)

@@ -15,8 +15,8 @@ from interlock.core.action import from_value
 from interlock.core.approval import ApproverAuth
 from interlock.core.errors import AuthError
 from interlock.credentials import Identity
-from interlock.gate import RequestState, review_json
-from interlock.server.auth import caller, gate_of
+from interlock.gate import Gate, RequestReview, RequestState, review_json
+from interlock.server.auth import approver_takes_part, caller, gate_of
 from interlock.server.bodies import read_model, read_object
 from interlock.server.schemas import (
     ApprovalBody,
@@ -63,15 +63,14 @@ async def status(
     who: Annotated[Identity, Depends(caller("principal", "approver", "admin"))],
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False, description=_WAIT)] = 0,
 ) -> JSONResponse:
-    """A request's state, for its requester, any approver or an admin; `?wait=` long-polls for a change.
+    """A request's state: for its requester, an approver who takes part in it, or an admin; `?wait=` long-polls.
 
-    The response's `ETag` names the state. Sent back as `If-None-Match`, it makes the long-poll wait for a
-    state other than that one, so a change that landed between two polls returns at once.
+    Only the requester receives the `grant`. The response's `ETag` names the state as this caller sees it. Sent
+    back as `If-None-Match`, it makes the long-poll wait for a state other than that one, so a change that
+    landed between two polls returns at once.
     """
     gate = gate_of(request)
-    state = await run_in_threadpool(gate.status, request_id)
-    _check_reader(state, who)
-    body = state.to_json()
+    body = await _readable(gate, request_id, who)
     seen = request.headers.get("if-none-match") or _etag(body)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
@@ -80,11 +79,18 @@ async def status(
             # Read before each wait: a change between the first read and the subscription is seen here.
             while (remaining := deadline - loop.time()) > 0:
                 changes.clear()
-                body = (await run_in_threadpool(gate.status, request_id)).to_json()
+                body = await _readable(gate, request_id, who)
                 if _etag(body) != seen:
                     break
                 await changes.wait(min(remaining, POLL_SECONDS))
     return JSONResponse(body, headers={"ETag": _etag(body)})
+
+
+async def _readable(gate: Gate, request_id: str, who: Identity) -> dict[str, Any]:
+    """The request's state as `who` may see it, read now; refused if `who` may not read it at all."""
+    review = await run_in_threadpool(gate.review, request_id)
+    _check_reader(gate, review, who)
+    return _visible(review.state, who)
 
 
 def _etag(body: dict[str, Any]) -> str:
@@ -103,7 +109,7 @@ async def approve(
                                                  reject=body.decision == "reject", comment=body.comment,
                                                  auth=API_AUTH, binding_code=body.binding_code)
     )
-    return JSONResponse(state.to_json())
+    return JSONResponse(_visible(state, approver))
 
 
 @router.post("/{request_id}/break-glass", response_model=None, openapi_extra=request_body(BreakGlassBody),
@@ -118,7 +124,7 @@ async def break_glass(
         lambda: gate_of(request).break_glass(request_id, approver.subject_id, API_CHANNEL, body.justification,
                                              auth=API_AUTH)
     )
-    return JSONResponse(state.to_json())
+    return JSONResponse(_visible(state, approver))
 
 
 @router.post("/{request_id}/break-glass/reviews", response_model=None, openapi_extra=request_body(ReviewBody),
@@ -149,6 +155,24 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _check_reader(state: RequestState, who: Identity) -> None:
-    if who.role == "principal" and who.subject_id != state.requester:
-        raise AuthError("auth.forbidden", "only the requester, an approver or an admin may read this request")
+def _check_reader(gate: Gate, review: RequestReview, who: Identity) -> None:
+    """Refuse anyone but the requester, an approver who takes part in the request, or an admin."""
+    if who.role == "admin":
+        return
+    if who.role == "principal":
+        if who.subject_id != review.state.requester:
+            raise AuthError("auth.forbidden", "a principal may read only the requests it submitted")
+        return
+    if who.role != "approver" or not approver_takes_part(gate, review, who.subject_id):
+        raise AuthError("auth.forbidden", f"`{who.subject_id}` takes no part in this request: only an approver its"
+                                          " rules need, one who decided on it or may review its break-glass use"
+                                          " may read it")
+
+
+def _visible(state: RequestState, who: Identity) -> dict[str, Any]:
+    """The state as `who` may see it: the grant is a bearer capability for the requester's executor, so nobody
+    but the requester receives it."""
+    body = state.to_json()
+    if who.role != "principal" or who.subject_id != state.requester:
+        body.pop("grant", None)
+    return body
