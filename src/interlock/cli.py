@@ -12,21 +12,20 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from interlock.audit.chain import verify
+from interlock.cli_audit import register as register_audit_commands
 from interlock.cli_break_glass import register as register_break_glass_commands
 from interlock.cli_credentials import register as register_credential_commands
 from interlock.core.action import parse_action, parse_request
 from interlock.core.decision import decide
-from interlock.core.errors import InterlockError, RequestError, StoreError
+from interlock.core.errors import InterlockError, RequestError
 from interlock.core.policy import load_policy
 from interlock.gate import OUTCOME_STATUS, Gate, utc_now
 from interlock.home import EXAMPLES, Home
 from interlock.keys import KeyRing
-from interlock.store.sqlite import SqliteStore
 
 # Exit codes: one place. 0 done, 1 audit does not verify, 2 bad input or usage, 3 refused, 4 store unavailable.
 EXIT_OK, EXIT_AUDIT_FAILED, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
-_BAD_INPUT_PREFIXES = ("input.", "policy.invalid", "keys.")
+_BAD_INPUT_PREFIXES = ("input.", "policy.invalid", "keys.", "audit.bad_key", "audit.bad_export")
 
 app = typer.Typer(help="Interlock: a second, independent control between a request and its execution.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -69,6 +68,10 @@ def _refusals() -> Iterator[None]:
         yield
     except InterlockError as error:
         _fail(error)
+
+
+def _audit_failed() -> NoReturn:
+    raise typer.Exit(EXIT_AUDIT_FAILED)
 
 
 def _read(path: Path) -> bytes:
@@ -166,23 +169,6 @@ def policy_validate(path: Path) -> None:
     _print({"valid": True, "version": compiled.version, "rules": len(compiled.rules)})
 
 
-@audit_app.command("verify")
-def audit_verify(home: HomeOpt = None) -> None:
-    """Recompute the audit log's hashes; exit 1 naming every edited, deleted or reordered entry."""
-    with _refusals():
-        location = Home.resolve(home, None)
-        if not location.store_path.exists():
-            raise StoreError("store.unavailable", f"no store at {location.store_path}")
-        store = SqliteStore(location.store_path)
-        try:
-            result = verify(store.audit_entries())
-        finally:
-            store.close()
-    _print(result.to_json())
-    if not result.ok:
-        raise typer.Exit(EXIT_AUDIT_FAILED)
-
-
 @keys_app.command("jwks")
 def keys_jwks(home: HomeOpt = None) -> None:
     """Print the grant verification keys as a JWK Set (creates the signing key on first use)."""
@@ -223,10 +209,14 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
           access_log: Annotated[bool, typer.Option(
               "--access-log/--no-access-log",
               help="Log every HTTP request (the audit log records every decision either way).")] = False,
+          checkpoint_every: Annotated[float, typer.Option(
+              "--checkpoint-every", min=0.0, max=86400.0,
+              help="Seconds between signed audit checkpoints while the log grows (0: only at shutdown).")] = 10.0,
           ) -> None:
     """Serve the HTTP API (and /docs) on the home's store, keys and policy."""
     import uvicorn
 
+    from interlock.checkpointer import Checkpointer
     from interlock.credentials import Credentials
     from interlock.server import create_app
     from interlock.webhooks import Webhooks
@@ -241,6 +231,9 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
         except InterlockError:
             gate.store.close()
             raise
+    checkpointer = Checkpointer(gate.ledger, checkpoint_every)
+    if checkpoint_every:
+        checkpointer.start()
     try:
         # Plain HTTP on loopback is development: the inbox's cookies cannot be `Secure` there. Anywhere else
         # they are, so a server reached over plain HTTP (not behind TLS) has no working inbox sign-in.
@@ -250,10 +243,12 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
     finally:
         if webhooks is not None:
             webhooks.close()
+        checkpointer.close()
         gate.store.close()
 
 
 register_credential_commands(app, _refusals, _print)
+register_audit_commands(audit_app, _refusals, _print, _audit_failed)
 register_break_glass_commands(app, _with_gate, _print)
 
 

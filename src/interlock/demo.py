@@ -125,11 +125,12 @@ def run(console: Console | None = None) -> int:
                 mark = "[green]✓[/green]" if ok else "[red]✗[/red]"
                 table.add_row(mark, step["say"], expected or "", got or "")
             console.print(table)
+        gate.ledger.checkpoint()
         verification = gate.verify_audit()
         gate.store.close()
     if verification.ok:
-        head = verification.head[:16]
-        console.print(f"[green]✓[/green] audit log verifies: {verification.entries} entries, head {head}…")
+        console.print(f"[green]✓[/green] audit log verifies: {verification.entries} entries, Merkle root"
+                      f" {verification.root[:16]}…, signed checkpoint of {verification.signed}")
     else:
         failures += 1
         console.print(f"[red]✗ audit log does not verify:[/red] {verification.problems}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from interlock import grant_tokens
-from interlock.audit.chain import Verification, verify
+from interlock.audit.log import Verification
 from interlock.core import approval as approval_rules
 from interlock.core import binding
 from interlock.core.action import CHANNEL_NAME, ActionRequest, ActionSpec, parse_action, parse_request
@@ -24,6 +24,7 @@ from interlock.core.errors import ApprovalError, GrantError, InterlockError, Pol
 from interlock.core.grant import DEFAULT_TTL_SECONDS, build_claims, check_claims
 from interlock.core.policy import ApprovalRequirement, Policy
 from interlock.keys import KeyRing
+from interlock.ledger import Ledger
 from interlock.notify import Notifier
 from interlock.store.base import (
     AuditEvent,
@@ -470,8 +471,13 @@ class Gate:
 
     # --- audit and keys ---------------------------------------------------------------------------
 
+    @property
+    def ledger(self) -> Ledger:
+        """The audit log: verify it, sign its checkpoints, prove entries and consistency."""
+        return Ledger(self.store, self.keys, self.clock)
+
     def verify_audit(self) -> Verification:
-        return verify(self.store.audit_entries())
+        return self.ledger.verify()
 
     # --- internals ------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""INVARIANT 6 (hash chain) — editing, deleting or moving an audit entry in the database is detected and named."""
+"""INVARIANT 6 (Merkle log, signed checkpoints) — editing, deleting, moving, rewriting or truncating the audit
+log in the database is detected and named."""
 
 from __future__ import annotations
 
@@ -15,9 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import SEED, FixedClock, ceo_payment, code_of, spec_of
-from interlock.audit.chain import chain_hash
 from interlock.audit.merkle import leaf_hash
-from interlock.core.errors import ApprovalError
+from interlock.core.errors import ApprovalError, AuditError
 from interlock.gate import Gate
 from interlock.home import Home
 
@@ -43,6 +43,7 @@ def home(tmp_path: Path, clock: FixedClock) -> Iterator[Home]:
         grant = gate.decide_approval(request_id, "user:bob", "phone", binding_code=code_of(gate, request_id)).grant
         clock.advance(seconds=30)
         gate.report(gate.consume(grant, "payments-service", spec_of(document)).jti, True, "paid")
+        gate.ledger.checkpoint()
         assert gate.verify_audit().ok
     finally:
         gate.store.close()
@@ -75,14 +76,14 @@ def index_of(home: Home, kind: str, containing: bytes = b"", *, last: bool = Fal
 
 Findings = set[tuple[int, str]]  # (entry index, what verification says happened to it)
 _WHAT = {"content was edited": "edited", "entry moved": "moved", "missing (deleted)": "missing",
-         "chain hash does not follow": "unchained"}
+         "(rewritten)": "rewritten", "(truncated, or an older copy restored)": "truncated"}
 
 
 def findings(problems: list[str] | tuple[str, ...]) -> Findings:
     """Each problem as (the entry it names, what happened); fails on a problem that names no entry."""
     found = set()
     for problem in problems:
-        match = re.match(r"entry (\d+): (.*)$", problem)
+        match = re.match(r"(?:entry|checkpoint) (\d+): (.*)$", problem)
         assert match, problem
         (what,) = [word for phrase, word in _WHAT.items() if phrase in match.group(2)]
         found.add((int(match.group(1)), what))
@@ -97,7 +98,7 @@ def edit_amount(home: Home) -> Findings:
         edited = bytes(leaf).replace(b'"amount":48000', b'"amount":4800')
         assert edited != leaf
         db.execute("UPDATE audit SET leaf = ? WHERE idx = ?", (edited, target))
-    return {(target, "edited")}
+    return {(target, "edited"), (entry_count(home), "rewritten")}
 
 
 def edit_and_rehash(home: Home) -> Findings:
@@ -108,15 +109,16 @@ def edit_and_rehash(home: Home) -> Findings:
         edited = bytes(leaf).replace(b"approval.same_channel", b"approval.ok_channel")
         assert edited != leaf
         db.execute("UPDATE audit SET leaf = ?, leaf_hash = ? WHERE idx = ?", (edited, leaf_hash(edited), target))
-    return {(target, "unchained")}
+    return {(entry_count(home), "rewritten")}
 
 
 def delete_consumption(home: Home) -> Findings:
     """Remove the record that the CEO payment's grant was consumed."""
     target = index_of(home, "grant.consumed", last=True)
+    size = entry_count(home)
     with raw(home) as db:
         db.execute("DELETE FROM audit WHERE idx = ?", (target,))
-    return {(target, "missing"), (target + 1, "unchained")}
+    return {(target, "missing"), (size, "truncated")}
 
 
 def swap_rows(home: Home) -> Findings:
@@ -125,13 +127,31 @@ def swap_rows(home: Home) -> Findings:
     second = index_of(home, "approval.approved")
     assert first + 1 < second < entry_count(home) - 1
     with raw(home) as db:
-        a = db.execute("SELECT leaf, leaf_hash, chain_hash FROM audit WHERE idx = ?", (first,)).fetchone()
-        b = db.execute("SELECT leaf, leaf_hash, chain_hash FROM audit WHERE idx = ?", (second,)).fetchone()
-        db.execute("UPDATE audit SET leaf = ?, leaf_hash = ?, chain_hash = ? WHERE idx = ?", (*b, first))
-        db.execute("UPDATE audit SET leaf = ?, leaf_hash = ?, chain_hash = ? WHERE idx = ?", (*a, second))
-    # Each moved entry says where it came from; it and the entry after it no longer chain.
-    return {(first, "moved"), (second, "moved"),
-            (first, "unchained"), (first + 1, "unchained"), (second, "unchained"), (second + 1, "unchained")}
+        a = db.execute("SELECT leaf, leaf_hash FROM audit WHERE idx = ?", (first,)).fetchone()
+        b = db.execute("SELECT leaf, leaf_hash FROM audit WHERE idx = ?", (second,)).fetchone()
+        db.execute("UPDATE audit SET leaf = ?, leaf_hash = ? WHERE idx = ?", (*b, first))
+        db.execute("UPDATE audit SET leaf = ?, leaf_hash = ? WHERE idx = ?", (*a, second))
+    # Each moved entry says where it came from, and the tree is no longer the one the checkpoint signed.
+    return {(first, "moved"), (second, "moved"), (entry_count(home), "rewritten")}
+
+
+def rewrite_everything(home: Home) -> Findings:
+    """Edit an amount and recompute every hash in the database, as an attacker without the log key could."""
+    with raw(home) as db:
+        for idx, leaf in db.execute("SELECT idx, leaf FROM audit ORDER BY idx").fetchall():
+            leaf = bytes(leaf).replace(b'"amount":48000', b'"amount":4800')
+            db.execute("UPDATE audit SET leaf = ?, leaf_hash = ? WHERE idx = ?", (leaf, leaf_hash(leaf), idx))
+        db.execute("DELETE FROM audit_nodes")
+        db.execute("UPDATE audit_log SET tree_size = 0")
+    return {(entry_count(home), "rewritten")}
+
+
+def truncate_tail(home: Home) -> Findings:
+    """Cut the last entry off, as a log restored from a backup taken just before it would be."""
+    size = entry_count(home)
+    with raw(home) as db:
+        db.execute("DELETE FROM audit WHERE idx = ?", (size - 1,))
+    return {(size, "truncated")}
 
 
 TAMPERS: dict[str, Callable[[Home], Findings]] = {
@@ -139,6 +159,8 @@ TAMPERS: dict[str, Callable[[Home], Findings]] = {
     "leaf edited and rehashed": edit_and_rehash,
     "row deleted": delete_consumption,
     "rows swapped": swap_rows,
+    "every hash recomputed": rewrite_everything,
+    "tail truncated": truncate_tail,
 }
 
 
@@ -187,23 +209,54 @@ def test_the_cli_fails_a_tampered_log_and_names_the_entry(home: Home, tamper: st
     assert findings(body["problems"]) == expected
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="a bare hash chain can be rewritten end to end or cut short; signed checkpoints "
-                   "(INVARIANT 6) are what will catch this — remove this mark when they land")
-@pytest.mark.parametrize("rewrite", ["edit and rechain", "truncate the tail"])
-def test_a_rewritten_chain_needs_signed_checkpoints_to_be_caught(home: Home, rewrite: str) -> None:
+@pytest.mark.parametrize("tamper", ["every hash recomputed", "tail truncated"])
+def test_a_node_refuses_to_sign_a_checkpoint_that_contradicts_its_last_one(home: Home, tamper: str) -> None:
+    TAMPERS[tamper](home)
+    gate = home.open_gate()
+    try:
+        gate.submit(ceo_payment(amount=10, recipient="DE89370400440532013000"))
+        before = gate.store.checkpoints()
+        with pytest.raises(AuditError) as refused:
+            gate.ledger.checkpoint()
+        assert refused.value.code == "audit.inconsistent"
+        assert gate.store.checkpoints() == before
+    finally:
+        gate.store.close()
+
+
+def test_a_rehashed_edit_does_not_reach_the_next_checkpoint(home: Home) -> None:
+    # The tree's stored nodes keep what the checkpoint signed: the next checkpoint extends the true
+    # history, and verification still names the edited entry against both.
+    expected = edit_and_rehash(home)
+    gate = home.open_gate()
+    try:
+        gate.submit(ceo_payment(amount=10, recipient="DE89370400440532013000"))
+        signed = gate.ledger.checkpoint()
+        result = gate.verify_audit()
+    finally:
+        gate.store.close()
+    assert signed is not None and signed.size == entry_count(home)
+    assert findings(result.problems) == {*expected, (signed.size, "rewritten")}
+
+
+def test_a_restored_backup_fails_against_a_checkpoint_kept_elsewhere(home: Home, tmp_path: Path) -> None:
+    backup = tmp_path / "backup.db"
     with raw(home) as db:
-        if rewrite == "truncate the tail":
-            db.execute("DELETE FROM audit WHERE idx = (SELECT max(idx) FROM audit)")
-        else:
-            previous = bytes(32)
-            for idx, leaf in db.execute("SELECT idx, leaf FROM audit ORDER BY idx").fetchall():
-                leaf = bytes(leaf).replace(b'"amount":48000', b'"amount":4800')
-                digest = leaf_hash(leaf)
-                previous = chain_hash(previous, digest)
-                db.execute("UPDATE audit SET leaf = ?, leaf_hash = ?, chain_hash = ? WHERE idx = ?",
-                           (leaf, digest, previous, idx))
+        db.execute("VACUUM INTO ?", (str(backup),))
+    gate = home.open_gate()
+    try:
+        gate.submit(ceo_payment(amount=10, recipient="DE89370400440532013000"))
+        kept = tmp_path / "seen-checkpoint.txt"
+        kept.write_text(gate.ledger.checkpoint().note)  # e.g. a witness's copy
+    finally:
+        gate.store.close()
+    shutil.copyfile(backup, home.store_path)  # the database is rolled back, its own checkpoints with it
+    for suffix in ("-wal", "-shm"):
+        Path(str(home.store_path) + suffix).unlink(missing_ok=True)
 
-    ok, _ = verify_with_gate(home)
+    assert verify_with_cli(home).returncode == 0, "on its own the restored log is consistent"
+    done = subprocess.run([sys.executable, "-m", "interlock.cli", "audit", "verify", "--home", str(home.path),
+                           "--since", str(kept)], capture_output=True, text=True, timeout=60)
 
-    assert not ok
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert findings(json.loads(done.stdout)["problems"]) == {(entry_count(home) + 1, "truncated")}

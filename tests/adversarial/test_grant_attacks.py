@@ -154,7 +154,7 @@ def test_another_key_claiming_the_gates_kid_does_not_verify(
     attacker = Ed25519PrivateKey.generate()
     pem = attacker.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption())
-    assert KeyRing.from_private_key(OKPKey.import_key(pem)).kid != gate.keys.kid
+    assert KeyRing.from_private_key(OKPKey.import_key(pem), gate.keys.log_key).kid != gate.keys.kid
     forged = jws({"alg": "EdDSA", "typ": "grant+jwt", "kid": gate.keys.kid}, claims_of(token), attacker.sign)
     assert_refused(gate, forged, spec_of(document), "grant.bad_signature")
     assert_genuine_consume_still_works(gate, granted)

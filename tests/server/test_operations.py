@@ -57,7 +57,8 @@ def test_the_openapi_schema_documents_every_endpoint_with_its_bodies(api: Api) -
     assert set(schema["paths"]) == {
         "/v1/requests", "/v1/requests/{request_id}", "/v1/requests/{request_id}/approvals", "/v1/grants/consume",
         "/v1/grants/{jti}/result", "/.well-known/jwks.json", "/v1/audit/verify", "/healthz", "/readyz",
-        "/metrics", "/v1/requests/{request_id}/break-glass", "/v1/requests/{request_id}/break-glass/reviews"}
+        "/metrics", "/v1/requests/{request_id}/break-glass", "/v1/requests/{request_id}/break-glass/reviews",
+        "/v1/audit/public-key", "/v1/audit/checkpoint", "/v1/audit/entries/{index}/proof", "/v1/audit/consistency"}
     components = schema["components"]["schemas"]
     documented = {"SubmitBody", "ApprovalBody", "ConsumeBody", "ResultBody", "RequestStateBody", "ErrorBody",
                   "BreakGlassBody", "ReviewBody"}

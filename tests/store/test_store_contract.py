@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from interlock.audit.chain import verify
+from interlock.audit.log import verify
 from interlock.core.action import ActionRequest, parse_request
 from interlock.core.approval import Approval
 from interlock.core.conditions import History

@@ -57,8 +57,11 @@ _EXACT = {
     "grant.already_used": 409,
     "grant.not_consumed": 409,
     "grant.result_recorded": 409,
+    "audit.no_checkpoint": 404,
+    "audit.out_of_range": 404,
+    "audit.inconsistent": 409,
 }
-_BY_FAMILY = {"input": 400, "approval": 409, "grant": 403, "policy": 409, "store": 503, "keys": 503}
+_BY_FAMILY = {"input": 400, "approval": 409, "grant": 403, "policy": 409, "store": 503, "keys": 503, "audit": 400}
 
 
 def status_for(code: str) -> int:

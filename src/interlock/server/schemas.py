@@ -129,8 +129,28 @@ class ResultRecordBody(BaseModel):
 class VerificationBody(BaseModel):
     ok: bool
     entries: int
-    head: str | None
+    root: str = Field(description="Merkle tree head (hex) of the entries as stored")
+    signed: int = Field(description="size of the newest signed checkpoint the log matches")
     problems: list[str]
+
+
+class LogKeyBody(BaseModel):
+    origin: str
+    public_key: str = Field(description="C2SP signed-note verifier key: name+keyid+base64(0x01 || Ed25519 key)")
+
+
+class InclusionProofBody(BaseModel):
+    index: int
+    size: int
+    leaf_hash: str
+    proof: list[str] = Field(description="RFC 9162 inclusion proof, hex hashes")
+    leaf: str = Field(description="the entry as stored: its bytes are the Merkle leaf")
+
+
+class ConsistencyProofBody(BaseModel):
+    from_: int = Field(alias="from")
+    to: int
+    proof: list[str] = Field(description="RFC 9162 consistency proof, hex hashes")
 
 
 class HealthBody(BaseModel):

@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
-from interlock.audit.chain import StoredEntry
+from interlock.audit.log import StoredEntry
+from interlock.audit.merkle import NodeReader
 from interlock.core.action import ActionRequest
 from interlock.core.approval import Approval
 from interlock.core.conditions import History
@@ -140,6 +141,20 @@ class CredentialRecord:
 LoadRequest = Callable[[], tuple[RequestRecord, History]]
 
 
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """A signed checkpoint of the audit log: its tree size and root, and the C2SP signed note itself."""
+
+    size: int
+    root: bytes
+    note: str
+    signed_at: datetime.datetime
+
+
+# Given the log's size now, its node reader and the newest checkpoint, return the next one (None: none needed).
+SignCheckpoint = Callable[[int, NodeReader, "CheckpointRecord | None"], "CheckpointRecord | None"]
+
+
 class Store(Protocol):
     """Persistence for the gate. Every method is atomic; any storage failure raises `store.unavailable`."""
 
@@ -189,8 +204,27 @@ class Store(Protocol):
         """Every request still waiting for approval at `now` (not expired), oldest first, with its approvals."""
         ...
 
-    def audit_entries(self) -> Iterator[StoredEntry]:
-        """Every audit entry in log order."""
+    def audit_entries(self, start: int = 0, stop: int | None = None) -> Iterator[StoredEntry]:
+        """The audit entries with `start <= index < stop` (default: all), in storage order."""
+        ...
+
+    def log_origin(self) -> str:
+        """The audit log's name in its checkpoints, fixed when the store is created."""
+        ...
+
+    def sign_checkpoint(self, sign: SignCheckpoint) -> CheckpointRecord | None:
+        """In one transaction: complete the tree's nodes up to the log's size, call `sign`, store what it returns.
+
+        Returns the newest checkpoint after that (None while there is none).
+        """
+        ...
+
+    def checkpoints(self) -> list[CheckpointRecord]:
+        """Every signed checkpoint, oldest first."""
+        ...
+
+    def read_tree(self, read: Callable[[NodeReader], T]) -> T:
+        """`read(node)` on one consistent snapshot of the tree's nodes (those up to the newest checkpoint)."""
         ...
 
     def sign_off_review(

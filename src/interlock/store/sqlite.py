@@ -14,14 +14,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from interlock.audit.chain import GENESIS, AuditEntry, StoredEntry, seal
+from interlock.audit.log import AuditEntry, StoredEntry, seal
+from interlock.audit.merkle import NodeReader, completed_subtrees
 from interlock.core.action import ActionRequest
 from interlock.core.approval import Approval
 from interlock.core.conditions import History
-from interlock.core.errors import ApprovalError, AuthError, GrantError, InterlockError, StoreError
+from interlock.core.errors import ApprovalError, AuditError, AuthError, GrantError, InterlockError, StoreError
 from interlock.store.base import (
     AuditEvent,
     BreakGlassReview,
+    CheckpointRecord,
     CredentialRecord,
     GrantRecord,
     LoadRequest,
@@ -31,6 +33,7 @@ from interlock.store.base import (
     ReviewChange,
     ReviewSignoff,
     Role,
+    SignCheckpoint,
 )
 
 T = TypeVar("T")
@@ -373,10 +376,68 @@ class SqliteStore:
         return BreakGlassReview(row[0], row[1], row[2], row[3], from_micros(row[4]),  # type: ignore[arg-type]
                                 from_micros(row[5]), from_micros(row[6]), signoffs)  # type: ignore[arg-type]
 
-    def audit_entries(self) -> Iterator[StoredEntry]:
-        rows = self._read("SELECT idx, leaf, leaf_hash, chain_hash FROM audit ORDER BY rowid", ())
-        for idx, leaf, leaf_digest, chain in rows:
-            yield StoredEntry(idx, bytes(leaf), bytes(leaf_digest), bytes(chain))
+    def audit_entries(self, start: int = 0, stop: int | None = None) -> Iterator[StoredEntry]:
+        rows = self._read("SELECT idx, leaf, leaf_hash FROM audit WHERE idx >= ? AND idx < ? ORDER BY rowid",
+                          (start, 2**63 - 1 if stop is None else stop))
+        for idx, leaf, leaf_digest in rows:
+            yield StoredEntry(idx, bytes(leaf), bytes(leaf_digest))
+
+    # --- the Merkle tree and its checkpoints ---------------------------------------------------
+
+    def log_origin(self) -> str:
+        return str(self._read("SELECT origin FROM audit_log", ())[0][0])
+
+    def sign_checkpoint(self, sign: SignCheckpoint) -> CheckpointRecord | None:
+        with self._write() as db:
+            size = self._complete_nodes(db)
+            last = _last_checkpoint(db)
+            made = sign(size, _node_reader(db, size), last)
+            if made is None:
+                return last
+            db.execute("INSERT INTO audit_checkpoints (size, root, note, signed_at) VALUES (?, ?, ?, ?)",
+                       (made.size, made.root, made.note, to_micros(made.signed_at)))
+            return made
+
+    def checkpoints(self) -> list[CheckpointRecord]:
+        rows = self._read("SELECT size, root, note, signed_at FROM audit_checkpoints ORDER BY size", ())
+        return [_checkpoint_from_row(row) for row in rows]
+
+    def read_tree(self, read: Callable[[NodeReader], T]) -> T:
+        try:
+            with self._connection() as db:
+                db.execute("BEGIN")
+                try:
+                    (size,) = db.execute("SELECT tree_size FROM audit_log").fetchone()
+                    return read(_node_reader(db, size))
+                finally:
+                    db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
+
+    @staticmethod
+    def _complete_nodes(db: sqlite3.Connection) -> int:
+        """Write every node completed by the leaves appended since the last call; return the log's size."""
+        (done,) = db.execute("SELECT tree_size FROM audit_log").fetchone()
+        (size,) = db.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit").fetchone()
+        if size < done:
+            return int(size)  # the log lost entries its nodes were built from: the caller refuses to sign
+        written: dict[tuple[int, int], bytes] = {}
+        stored = _node_reader(db, done)
+
+        def node(level: int, index: int) -> bytes:
+            return written.get((level, index)) or stored(level, index)
+
+        size = done
+        for index, digest in db.execute("SELECT idx, leaf_hash FROM audit WHERE idx >= ? ORDER BY idx", (done,)):
+            if index != size:
+                raise StoreError("store.unavailable", f"audit entry {size} is missing: the log cannot grow its tree")
+            for level, position, value in completed_subtrees(index, bytes(digest), node):
+                written[(level, position)] = value
+            size += 1
+        db.executemany("INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)",
+                       [(level, index, value) for (level, index), value in written.items() if level > 0])
+        db.execute("UPDATE audit_log SET tree_size = ?", (size,))
+        return size
 
     # --- credentials --------------------------------------------------------------------------
 
@@ -424,19 +485,18 @@ class SqliteStore:
     # --- rows ------------------------------------------------------------------------------
 
     def _append(self, db: sqlite3.Connection, events: list[AuditEvent]) -> None:
-        last = db.execute("SELECT idx, chain_hash FROM audit ORDER BY idx DESC LIMIT 1").fetchone()
-        index, previous = (last[0] + 1, bytes(last[1])) if last else (0, GENESIS)
+        (index,) = db.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit").fetchone()
         rows = []
         for event in events:
             entry = AuditEntry(index, rfc3339(event.at), event.kind, event.request_id, event.data)
             try:
-                stored = seal(entry, previous)
+                stored = seal(entry)
             except (TypeError, ValueError) as exc:
                 # An audit entry that cannot be written rolls the state change back with it.
                 raise StoreError("store.unavailable", f"audit entry cannot be written: {exc}") from None
-            rows.append((stored.index, stored.leaf, stored.leaf_hash, stored.chain_hash))
-            index, previous = index + 1, stored.chain_hash
-        db.executemany("INSERT INTO audit (idx, leaf, leaf_hash, chain_hash) VALUES (?, ?, ?, ?)", rows)
+            rows.append((stored.index, stored.leaf, stored.leaf_hash))
+            index += 1
+        db.executemany("INSERT INTO audit (idx, leaf, leaf_hash) VALUES (?, ?, ?)", rows)
 
     @staticmethod
     def _insert_grant(db: sqlite3.Connection, grant: GrantRecord) -> None:
@@ -509,3 +569,29 @@ def _grant_from_row(row: tuple[Any, ...]) -> GrantRecord:
         issued_at=from_micros(row[6]), expires_at=from_micros(row[7]),  # type: ignore[arg-type]
         consumed_at=from_micros(row[8]), result=row[9], result_detail=row[10],
     )
+
+
+def _node_reader(db: sqlite3.Connection, size: int) -> NodeReader:
+    """The stored nodes of the tree of `size` leaves (level 0 is the leaf hashes)."""
+
+    def node(level: int, index: int) -> bytes:
+        if (index + 1) << level > size:
+            raise AuditError("audit.out_of_range", f"node ({level}, {index}) is beyond the tree of {size} entries")
+        if level == 0:
+            row = db.execute("SELECT leaf_hash FROM audit WHERE idx = ?", (index,)).fetchone()
+        else:
+            row = db.execute("SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?", (level, index)).fetchone()
+        if row is None:
+            raise StoreError("store.unavailable", f"audit tree node ({level}, {index}) is missing")
+        return bytes(row[0])
+
+    return node
+
+
+def _last_checkpoint(db: sqlite3.Connection) -> CheckpointRecord | None:
+    row = db.execute("SELECT size, root, note, signed_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+    return _checkpoint_from_row(row) if row else None
+
+
+def _checkpoint_from_row(row: tuple[Any, ...]) -> CheckpointRecord:
+    return CheckpointRecord(row[0], bytes(row[1]), row[2], from_micros(row[3]))  # type: ignore[arg-type]

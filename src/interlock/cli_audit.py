@@ -1,0 +1,122 @@
+"""`interlock audit verify|checkpoint|export|public-key`: the audit log, its checkpoints and offline checks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from interlock.audit.checkpoint import VerifierKey
+from interlock.audit.export import export, verify_export
+from interlock.audit.log import Verification
+from interlock.core.errors import AuditError, RequestError, StoreError
+from interlock.gate import utc_now
+from interlock.home import Home
+from interlock.keys import KeyRing
+from interlock.ledger import Ledger
+from interlock.store.sqlite import SqliteStore
+
+HomeOpt = Annotated[
+    Path | None, typer.Option("--home", help="Data directory \\[env: INTERLOCK_HOME; default ./.interlock].")
+]
+SinceOpt = Annotated[list[Path] | None, typer.Option(
+    "--since", help="A checkpoint seen earlier (signed note file): the log must still extend it. Repeatable.")]
+Refusals = Callable[[], AbstractContextManager[None]]
+Emit = Callable[[Any], None]
+
+
+@contextmanager
+def _ledger(home: Path | None) -> Iterator[Ledger]:
+    location = Home.resolve(home, None)
+    if not location.store_path.exists():
+        raise StoreError("store.unavailable", f"no store at {location.store_path}")
+    ledger = Ledger(SqliteStore(location.store_path), KeyRing.load_or_create(location.keys_path), utc_now)
+    try:
+        yield ledger
+    finally:
+        ledger.store.close()
+
+
+def _text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RequestError("input.unreadable", f"cannot read {what} {path}: {exc}") from None
+
+
+def _public_key(value: str) -> VerifierKey:
+    """A C2SP verifier key given inline or as the path of a file holding one."""
+    path = Path(value)
+    text = _text(path, "public key").strip() if "+" not in value and path.is_file() else value.strip()
+    return VerifierKey.parse(text)
+
+
+def register(app: typer.Typer, refusals: Refusals, emit: Emit, failed: Callable[[], None]) -> None:
+    """Add the audit commands to `app`; `failed()` ends a command whose log does not verify."""
+
+    def report(result: Verification) -> None:
+        emit(result.to_json())
+        if not result.ok:
+            failed()
+
+    @app.command("verify")
+    def audit_verify(
+        home: HomeOpt = None,
+        export_file: Annotated[Path | None, typer.Option(
+            "--export", help="Verify this export offline instead of a home (needs --public-key).")] = None,
+        public_key: Annotated[str | None, typer.Option(
+            "--public-key", help="The log's verifier key (C2SP note key), inline or a file holding it.")] = None,
+        since: SinceOpt = None,
+    ) -> None:
+        """Recompute the log's hashes and check it against every signed checkpoint; exit 1 naming each problem."""
+        with refusals():
+            seen = [_text(path, "checkpoint") for path in since or ()]
+            if export_file is not None:
+                if public_key is None:
+                    raise RequestError("input.usage", "--export needs --public-key: the key you trust, not the file's")
+                try:
+                    document = export_file.read_bytes()
+                except OSError as exc:
+                    raise RequestError("input.unreadable", f"cannot read {export_file}: {exc.strerror}") from None
+                result = verify_export(document, _public_key(public_key), seen)
+            else:
+                with _ledger(home) as ledger:
+                    result = ledger.verify(since=seen)
+        report(result)
+
+    @app.command("checkpoint")
+    def audit_checkpoint(home: HomeOpt = None) -> None:
+        """Sign a checkpoint of the log now (if it grew) and print the newest one."""
+        with refusals(), _ledger(home) as ledger:
+            latest = ledger.checkpoint()
+            if latest is None:
+                raise AuditError("audit.no_checkpoint", "the log is empty: there is nothing to sign")
+            emit({"size": latest.size, "root": latest.root.hex(), "checkpoint": latest.note})
+
+    @app.command("export")
+    def audit_export(
+        home: HomeOpt = None,
+        out: Annotated[Path | None, typer.Option("--out", help="Write the export here instead of stdout.")] = None,
+    ) -> None:
+        """Sign a checkpoint, then write every entry and it as one JSON document for `audit verify --export`."""
+        with refusals(), _ledger(home) as ledger:
+            latest = ledger.checkpoint()
+            if latest is None:
+                raise AuditError("audit.no_checkpoint", "the log is empty: there is nothing to export")
+            entries = ledger.store.audit_entries(0, latest.size)
+            document = export(entries, ledger.key(), latest.note)
+            if out is None:
+                emit(document)
+            else:
+                out.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+                emit({"exported": str(out), "entries": latest.size, "checkpoint": latest.note})
+
+    @app.command("public-key")
+    def audit_public_key(home: HomeOpt = None) -> None:
+        """Print the log's verifier key (C2SP signed-note key): give it to whoever checks exports and checkpoints."""
+        with refusals(), _ledger(home) as ledger:
+            emit({"public_key": ledger.key().encode(), "origin": ledger.store.log_origin()})
