@@ -19,7 +19,7 @@ from interlock.audit.merkle import NodeReader, completed_subtrees
 from interlock.core.action import ActionRequest
 from interlock.core.approval import Approval
 from interlock.core.conditions import History
-from interlock.core.errors import ApprovalError, AuditError, AuthError, GrantError, InterlockError, StoreError
+from interlock.core.errors import ApprovalError, AuditError, AuthError, GrantError, StoreError
 from interlock.store.base import (
     AuditEvent,
     BreakGlassReview,
@@ -35,6 +35,7 @@ from interlock.store.base import (
     Role,
     SignCheckpoint,
 )
+from interlock.store.sqlite_writer import GroupCommitWriter
 
 T = TypeVar("T")
 _PARAM_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
@@ -100,9 +101,8 @@ class SqliteStore:
         self._max_idle = max_idle
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._writer = threading.Lock()
-        with self._write() as db:
-            self._migrate(db)
+        self._writer = GroupCommitWriter(self.path + ".lock", self._connection, busy_timeout_ms / 1000)
+        self._writer.run(self._migrate)
 
     # --- connections and transactions -------------------------------------------------------
 
@@ -135,38 +135,17 @@ class SqliteStore:
                 db.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        # Writers of this process queue on a lock that wakes the next one at once; SQLite's own busy
-        # handler (for writers in other processes) sleeps in growing steps, which piles up under load.
-        if not self._writer.acquire(timeout=self._busy_timeout_ms / 1000):
-            raise StoreError("store.unavailable", "SQLite store is busy: no write slot within the busy timeout")
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A pooled connection inside one read transaction: every read in it sees the same committed state."""
         try:
             with self._connection() as db:
-                try:
-                    db.execute("BEGIN IMMEDIATE")
-                except sqlite3.Error as exc:
-                    raise StoreError("store.unavailable", f"SQLite store is unavailable: {exc}") from None
+                db.execute("BEGIN")
                 try:
                     yield db
-                    db.execute("COMMIT")
-                except InterlockError:
+                finally:
                     db.execute("ROLLBACK")
-                    raise
-                except sqlite3.Error as exc:
-                    self._rollback(db)
-                    raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
-                except BaseException:
-                    self._rollback(db)
-                    raise
-        finally:
-            self._writer.release()
-
-    @staticmethod
-    def _rollback(db: sqlite3.Connection) -> None:
-        try:
-            db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
+        except sqlite3.Error as exc:
+            raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
 
     def _read(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
         try:
@@ -201,7 +180,7 @@ class SqliteStore:
         created_at: datetime.datetime,
         decide: Callable[[History], NewRequest],
     ) -> NewRequest:
-        with self._write() as db:
+        def work(db: sqlite3.Connection) -> NewRequest:
             new = decide(_SqliteHistory(db, request.principal.id, created_at, None))
             db.execute(
                 "INSERT INTO requests (id, principal_id, action, digest, request_json, status,"
@@ -217,8 +196,10 @@ class SqliteStore:
             self._append(db, new.events)
             return new
 
+        return self._writer.run(work)
+
     def update_request(self, request_id: str, change: Callable[[RequestRecord], RequestChange]) -> RequestChange:
-        with self._write() as db:
+        def work(db: sqlite3.Connection) -> RequestChange:
             record = self._load(db, request_id)
             result = change(record)
             if result.status:
@@ -247,13 +228,15 @@ class SqliteStore:
             self._append(db, result.events)
             return result
 
+        return self._writer.run(work)
+
     def consume_grant(
         self,
         jti: str,
         check: Callable[[GrantRecord, LoadRequest], list[AuditEvent]],
         consumed_at: datetime.datetime,
     ) -> GrantRecord:
-        with self._write() as db:
+        def work(db: sqlite3.Connection) -> GrantRecord:
             grant = self._grant(db, jti)
             if grant is None:
                 raise GrantError("grant.not_issued", "no grant with this id was issued by this gate")
@@ -275,10 +258,12 @@ class SqliteStore:
             self._append(db, events)
             return dataclasses.replace(grant, consumed_at=consumed_at)
 
+        return self._writer.run(work)
+
     def record_result(
         self, jti: str, result: str, detail: str, event: AuditEvent, executor: str | None = None
     ) -> GrantRecord:
-        with self._write() as db:
+        def work(db: sqlite3.Connection) -> GrantRecord:
             cursor = db.execute(
                 "UPDATE grants SET result = ?, result_detail = ? WHERE jti = ? AND consumed_at IS NOT NULL"
                 " AND result IS NULL AND (? IS NULL OR executor = ?)",
@@ -296,9 +281,13 @@ class SqliteStore:
             self._append(db, [event])
             return self._grant(db, jti)  # type: ignore[return-value]
 
+        return self._writer.run(work)
+
     def append_audit(self, events: list[AuditEvent]) -> None:
-        with self._write() as db:
+        def work(db: sqlite3.Connection) -> None:
             self._append(db, events)
+
+        return self._writer.run(work)
 
     def get_request(self, request_id: str) -> RequestRecord:
         try:
@@ -308,25 +297,18 @@ class SqliteStore:
             raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
 
     def pending_requests(self, now: datetime.datetime) -> list[RequestRecord]:
-        try:
-            with self._connection() as db:
-                db.execute("BEGIN")  # one read snapshot: no request half-updated between its rows
-                try:
-                    ids = db.execute(
-                        "SELECT id FROM requests WHERE status = 'pending_approval'"
-                        " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at, id",
-                        (to_micros(now),),
-                    ).fetchall()
-                    return [self._load(db, row[0]) for row in ids]
-                finally:
-                    self._rollback(db)
-        except sqlite3.Error as exc:
-            raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
+        with self._snapshot() as db:  # no request half-updated between its rows
+            ids = db.execute(
+                "SELECT id FROM requests WHERE status = 'pending_approval'"
+                " AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at, id",
+                (to_micros(now),),
+            ).fetchall()
+            return [self._load(db, row[0]) for row in ids]
 
     def sign_off_review(
         self, request_id: str, change: Callable[[BreakGlassReview, RequestRecord], ReviewChange]
     ) -> BreakGlassReview:
-        with self._write() as db:
+        def work(db: sqlite3.Connection) -> BreakGlassReview:
             review = self._review(db, request_id)
             if review is None or review.closed_at is not None:
                 raise ApprovalError("approval.review_not_open",
@@ -347,18 +329,13 @@ class SqliteStore:
             self._append(db, result.events)
             return self._review(db, request_id)  # type: ignore[return-value]
 
+        return self._writer.run(work)
+
     def open_reviews(self) -> list[BreakGlassReview]:
-        try:
-            with self._connection() as db:
-                db.execute("BEGIN")  # one read snapshot: no review half-signed between its rows
-                try:
-                    ids = db.execute("SELECT request_id FROM break_glass_reviews WHERE closed_at IS NULL"
-                                     " ORDER BY due_at, request_id").fetchall()
-                    return [r for r in (self._review(db, row[0]) for row in ids) if r is not None]
-                finally:
-                    self._rollback(db)
-        except sqlite3.Error as exc:
-            raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
+        with self._snapshot() as db:  # no review half-signed between its rows
+            ids = db.execute("SELECT request_id FROM break_glass_reviews WHERE closed_at IS NULL"
+                             " ORDER BY due_at, request_id").fetchall()
+            return [r for r in (self._review(db, row[0]) for row in ids) if r is not None]
 
     @staticmethod
     def _review(db: sqlite3.Connection, request_id: str) -> BreakGlassReview | None:
@@ -388,7 +365,7 @@ class SqliteStore:
         return str(self._read("SELECT origin FROM audit_log", ())[0][0])
 
     def sign_checkpoint(self, sign: SignCheckpoint) -> CheckpointRecord | None:
-        with self._write() as db:
+        def work(db: sqlite3.Connection) -> CheckpointRecord | None:
             size = self._complete_nodes(db)
             last = _last_checkpoint(db)
             made = sign(size, _node_reader(db, size), last)
@@ -398,21 +375,16 @@ class SqliteStore:
                        (made.size, made.root, made.note, to_micros(made.signed_at)))
             return made
 
+        return self._writer.run(work)
+
     def checkpoints(self) -> list[CheckpointRecord]:
         rows = self._read("SELECT size, root, note, signed_at FROM audit_checkpoints ORDER BY size", ())
         return [_checkpoint_from_row(row) for row in rows]
 
     def read_tree(self, read: Callable[[NodeReader], T]) -> T:
-        try:
-            with self._connection() as db:
-                db.execute("BEGIN")
-                try:
-                    (size,) = db.execute("SELECT tree_size FROM audit_log").fetchone()
-                    return read(_node_reader(db, size))
-                finally:
-                    db.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise StoreError("store.unavailable", f"SQLite store failed: {exc}") from None
+        with self._snapshot() as db:
+            (size,) = db.execute("SELECT tree_size FROM audit_log").fetchone()
+            return read(_node_reader(db, size))
 
     @staticmethod
     def _complete_nodes(db: sqlite3.Connection) -> int:
@@ -443,7 +415,7 @@ class SqliteStore:
 
     def add_credential(self, credential: CredentialRecord, event: AuditEvent) -> None:
         c = credential
-        with self._write() as db:
+        def work(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT INTO credentials (id, role, subject_id, kind, attributes_json, token_sha256, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -451,6 +423,8 @@ class SqliteStore:
                  c.token_sha256, to_micros(c.created_at)),
             )
             self._append(db, [event])
+
+        return self._writer.run(work)
 
     def find_credential(self, token_sha256: str) -> CredentialRecord | None:
         rows = self._read(_SELECT_CREDENTIALS + " WHERE token_sha256 = ?", (token_sha256,))
@@ -466,7 +440,7 @@ class SqliteStore:
     def revoke_credential(
         self, credential_id: str, revoked_at: datetime.datetime, event: Callable[[CredentialRecord], AuditEvent]
     ) -> CredentialRecord:
-        with self._write() as db:
+        def work(db: sqlite3.Connection) -> CredentialRecord:
             row = db.execute(_SELECT_CREDENTIALS + " WHERE id = ?", (credential_id,)).fetchone()
             if row is None:
                 raise AuthError("auth.unknown_credential", f"no credential `{credential_id}`")
@@ -477,6 +451,8 @@ class SqliteStore:
             revoked = dataclasses.replace(_credential_from_row(row), revoked_at=revoked_at)
             self._append(db, [event(revoked)])
             return revoked
+
+        return self._writer.run(work)
 
     def ping(self) -> None:
         # A read of the schema, not `SELECT 1`: a store whose file was replaced by an empty one must not look ready.
