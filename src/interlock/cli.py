@@ -15,6 +15,7 @@ import typer
 from interlock.cli_audit import register as register_audit_commands
 from interlock.cli_break_glass import register as register_break_glass_commands
 from interlock.cli_credentials import register as register_credential_commands
+from interlock.cli_store import register as register_store_commands
 from interlock.core.action import parse_action, parse_request
 from interlock.core.decision import decide
 from interlock.core.errors import InterlockError, RequestError
@@ -25,7 +26,7 @@ from interlock.keys import KeyRing
 
 # Exit codes: one place. 0 done, 1 audit does not verify, 2 bad input or usage, 3 refused, 4 store unavailable.
 EXIT_OK, EXIT_AUDIT_FAILED, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
-_BAD_INPUT_PREFIXES = ("input.", "policy.invalid", "keys.", "audit.bad_key", "audit.bad_export")
+_BAD_INPUT_PREFIXES = ("input.", "policy.invalid", "keys.", "audit.bad_key", "audit.bad_export", "store.invalid_url")
 
 app = typer.Typer(help="Interlock: a second, independent control between a request and its execution.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -248,6 +249,7 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
 
 
 register_credential_commands(app, _refusals, _print)
+register_store_commands(app, _refusals, _print)
 register_audit_commands(audit_app, _refusals, _print, _audit_failed)
 register_break_glass_commands(app, _with_gate, _print)
 

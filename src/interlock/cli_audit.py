@@ -18,7 +18,6 @@ from interlock.gate import utc_now
 from interlock.home import Home
 from interlock.keys import KeyRing
 from interlock.ledger import Ledger
-from interlock.store.sqlite import SqliteStore
 
 HomeOpt = Annotated[
     Path | None, typer.Option("--home", help="Data directory \\[env: INTERLOCK_HOME; default ./.interlock].")
@@ -32,9 +31,10 @@ Emit = Callable[[Any], None]
 @contextmanager
 def _ledger(home: Path | None) -> Iterator[Ledger]:
     location = Home.resolve(home, None)
-    if not location.store_path.exists():
+    if location.store_url is None and not location.store_path.exists():
         raise StoreError("store.unavailable", f"no store at {location.store_path}")
-    ledger = Ledger(SqliteStore(location.store_path), KeyRing.load_or_create(location.keys_path), utc_now)
+    keys = KeyRing.load_or_create(location.keys_path)
+    ledger = Ledger(location.open_store(), keys, utc_now)
     try:
         yield ledger
     finally:

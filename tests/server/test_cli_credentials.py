@@ -23,7 +23,7 @@ from interlock.server import create_app
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in ("INTERLOCK_HOME", "INTERLOCK_POLICY"):
+    for name in ("INTERLOCK_HOME", "INTERLOCK_POLICY", "INTERLOCK_STORE"):
         monkeypatch.delenv(name, raising=False)
     path = tmp_path / "home"
     path.mkdir()

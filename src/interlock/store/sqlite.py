@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import json
 import sqlite3
 import threading
@@ -17,7 +16,6 @@ from typing import Any, TypeVar
 from interlock.audit.log import AuditEntry, StoredEntry, seal
 from interlock.audit.merkle import NodeReader, completed_subtrees
 from interlock.core.action import ActionRequest
-from interlock.core.approval import Approval
 from interlock.core.conditions import History
 from interlock.core.errors import ApprovalError, AuditError, AuthError, GrantError, StoreError
 from interlock.store.base import (
@@ -31,33 +29,23 @@ from interlock.store.base import (
     RequestChange,
     RequestRecord,
     ReviewChange,
-    ReviewSignoff,
     Role,
     SignCheckpoint,
+)
+from interlock.store.rows import (
+    NOT_COUNTED,
+    approval_from_row,
+    check_param,
+    credential_from_row,
+    from_micros,
+    grant_from_row,
+    rfc3339,
+    signoff_from_row,
+    to_micros,
 )
 from interlock.store.sqlite_writer import GroupCommitWriter
 
 T = TypeVar("T")
-_PARAM_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
-# Statuses that do not count toward velocity limits: nothing was, or will be, executed.
-_NOT_COUNTED = ("denied", "rejected")
-
-
-def to_micros(at: datetime.datetime) -> int:
-    if at.tzinfo is None:
-        raise ValueError("times must be timezone-aware")
-    return round(at.timestamp() * 1_000_000)
-
-
-def from_micros(value: int | None) -> datetime.datetime | None:
-    if value is None:
-        return None
-    return datetime.datetime.fromtimestamp(value / 1_000_000, tz=datetime.UTC)
-
-
-@functools.lru_cache(maxsize=64)
-def rfc3339(at: datetime.datetime) -> str:
-    return at.astimezone(datetime.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -76,18 +64,17 @@ class _SqliteHistory:
         row = self._db.execute(
             "SELECT count(*) FROM requests WHERE principal_id = ? AND action = ? AND created_at > ?"
             " AND id != ? AND status NOT IN (?, ?)",
-            (self._principal, action, self._now - window_seconds * 1_000_000, self._exclude, *_NOT_COUNTED),
+            (self._principal, action, self._now - window_seconds * 1_000_000, self._exclude, *NOT_COUNTED),
         ).fetchone()
         return int(row[0])
 
     def sum(self, action: str, param: str, window_seconds: int) -> float:
-        if not param or not set(param) <= _PARAM_NAME:
-            raise ValueError(f"`{param}` is not a parameter name")
+        check_param(param)
         row = self._db.execute(
             "SELECT total(CAST(json_extract(request_json, ?) AS REAL)) FROM requests WHERE principal_id = ?"
             " AND action = ? AND created_at > ? AND id != ? AND status NOT IN (?, ?)",
             (f"$.params.{param}", self._principal, action, self._now - window_seconds * 1_000_000, self._exclude,
-             *_NOT_COUNTED),
+             *NOT_COUNTED),
         ).fetchone()
         return float(row[0])
 
@@ -346,7 +333,7 @@ class SqliteStore:
         if row is None:
             return None
         signoffs = tuple(
-            ReviewSignoff(s[0], s[1], s[2], s[3], s[4], from_micros(s[5]))  # type: ignore[arg-type]
+            signoff_from_row(s)
             for s in db.execute("SELECT id, request_id, reviewer_id, channel, comment, at FROM break_glass_signoffs"
                                 " WHERE request_id = ? ORDER BY at, rowid", (request_id,))
         )
@@ -428,14 +415,14 @@ class SqliteStore:
 
     def find_credential(self, token_sha256: str) -> CredentialRecord | None:
         rows = self._read(_SELECT_CREDENTIALS + " WHERE token_sha256 = ?", (token_sha256,))
-        return _credential_from_row(rows[0]) if rows else None
+        return credential_from_row(rows[0]) if rows else None
 
     def list_credentials(self, role: Role | None = None) -> list[CredentialRecord]:
         if role is None:
             rows = self._read(_SELECT_CREDENTIALS + " ORDER BY created_at, id", ())
         else:
             rows = self._read(_SELECT_CREDENTIALS + " WHERE role = ? ORDER BY created_at, id", (role,))
-        return [_credential_from_row(row) for row in rows]
+        return [credential_from_row(row) for row in rows]
 
     def revoke_credential(
         self, credential_id: str, revoked_at: datetime.datetime, event: Callable[[CredentialRecord], AuditEvent]
@@ -448,7 +435,7 @@ class SqliteStore:
                                 (to_micros(revoked_at), credential_id))
             if cursor.rowcount != 1:
                 raise AuthError("auth.already_revoked", f"credential `{credential_id}` is already revoked")
-            revoked = dataclasses.replace(_credential_from_row(row), revoked_at=revoked_at)
+            revoked = dataclasses.replace(credential_from_row(row), revoked_at=revoked_at)
             self._append(db, [event(revoked)])
             return revoked
 
@@ -490,7 +477,7 @@ class SqliteStore:
             " result, result_detail FROM grants WHERE jti = ?",
             (jti,),
         ).fetchone()
-        return _grant_from_row(row) if row else None
+        return grant_from_row(row) if row else None
 
     def _load(self, db: sqlite3.Connection, request_id: str) -> RequestRecord:
         row = db.execute(
@@ -501,7 +488,7 @@ class SqliteStore:
         if row is None:
             raise ApprovalError("request.not_found", f"no request `{request_id}`")
         approvals = tuple(
-            Approval(a[0], a[1], a[2], a[3], a[4], a[5], from_micros(a[6]), a[7], bool(a[8]))  # type: ignore[arg-type]
+            approval_from_row(a)
             for a in db.execute(
                 "SELECT id, request_id, approver_id, channel, verdict, comment, at, auth, break_glass FROM approvals"
                 " WHERE request_id = ? ORDER BY at, id",
@@ -522,7 +509,7 @@ class SqliteStore:
             created_at=from_micros(row[5]),  # type: ignore[arg-type]
             expires_at=from_micros(row[6]),
             approvals=approvals,
-            grant=_grant_from_row(grant_row) if grant_row else None,
+            grant=grant_from_row(grant_row) if grant_row else None,
         )
 
 
@@ -531,20 +518,6 @@ _SELECT_CREDENTIALS = (
 )
 
 
-def _credential_from_row(row: tuple[Any, ...]) -> CredentialRecord:
-    return CredentialRecord(
-        id=row[0], role=row[1], subject_id=row[2], token_sha256=row[3],
-        created_at=from_micros(row[4]),  # type: ignore[arg-type]
-        kind=row[5], attributes=None if row[6] is None else json.loads(row[6]), revoked_at=from_micros(row[7]),
-    )
-
-
-def _grant_from_row(row: tuple[Any, ...]) -> GrantRecord:
-    return GrantRecord(
-        jti=row[0], request_id=row[1], executor=row[2], token=row[3], digest=row[4], policy_version=row[5],
-        issued_at=from_micros(row[6]), expires_at=from_micros(row[7]),  # type: ignore[arg-type]
-        consumed_at=from_micros(row[8]), result=row[9], result_detail=row[10],
-    )
 
 
 def _node_reader(db: sqlite3.Connection, size: int) -> NodeReader:

@@ -1,0 +1,145 @@
+"""The audit log in PostgreSQL: one totally ordered Merkle log however many nodes append to it at once.
+
+Everything that knows the audit tables' layout lives here, so a change of layout touches this file only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from interlock.audit.log import AuditEntry, StoredEntry, seal
+from interlock.audit.merkle import NodeReader, completed_subtrees
+from interlock.core.errors import AuditError, StoreError
+from interlock.store.base import AuditEvent, CheckpointRecord, SignCheckpoint
+from interlock.store.rows import at_micros, rfc3339, to_micros
+
+# Advisory lock keys are (namespace, key) pairs; the namespace keeps them apart from other applications' locks.
+LOCK_NAMESPACE = 0x494C4B00  # "ILK\0"
+APPEND_LOCK = 2
+
+
+def append(conn: psycopg.Connection[Any], events: list[AuditEvent]) -> None:
+    """Append `events` inside the caller's transaction, as its last step (the lock is held until commit).
+
+    The lock serialises appenders across every node: the next index is read only once the previous appender
+    has committed or rolled back, so indexes have no gaps and no duplicates, and commits land in index order
+    (whatever a reader sees of the log is a prefix of it).
+    """
+    if not events:
+        return
+    conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCK_NAMESPACE, APPEND_LOCK))
+    # A statement of its own, after the lock: under READ COMMITTED it sees the last holder's commit.
+    row = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit").fetchone()
+    index = int(row[0]) if row else 0
+    rows = []
+    for event in events:
+        entry = AuditEntry(index, rfc3339(event.at), event.kind, event.request_id, event.data)
+        try:
+            stored = seal(entry)
+        except (TypeError, ValueError) as exc:
+            # An audit entry that cannot be written rolls the state change back with it.
+            raise StoreError("store.unavailable", f"audit entry cannot be written: {exc}") from None
+        rows.append((stored.index, stored.leaf, stored.leaf_hash))
+        index += 1
+    with conn.cursor() as cursor:
+        cursor.executemany("INSERT INTO audit (idx, leaf, leaf_hash) VALUES (%s, %s, %s)", rows)
+
+
+def entries(conn: psycopg.Connection[Any], start: int = 0, stop: int | None = None) -> list[StoredEntry]:
+    """The entries with `start <= index < stop` (default: all), in log order."""
+    rows = conn.execute("SELECT idx, leaf, leaf_hash FROM audit WHERE idx >= %s AND (%s::bigint IS NULL OR idx < %s)"
+                        " ORDER BY idx", (start, stop, stop)).fetchall()
+    return [StoredEntry(idx, bytes(leaf), bytes(digest)) for idx, leaf, digest in rows]
+
+
+def origin(conn: psycopg.Connection[Any]) -> str:
+    row = conn.execute("SELECT origin FROM audit_log").fetchone()
+    if row is None:
+        raise StoreError("store.unavailable", "the audit log has no origin: the schema is incomplete")
+    return str(row[0])
+
+
+def tree_size(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT tree_size FROM audit_log").fetchone()
+    return int(row[0]) if row else 0
+
+
+def sign_checkpoint(conn: psycopg.Connection[Any], sign: SignCheckpoint) -> CheckpointRecord | None:
+    """Complete the tree's nodes, call `sign`, store what it returns; inside the caller's transaction.
+
+    Signers on several nodes take turns on the `audit_log` row; appenders go on meanwhile, and the nodes cover
+    the prefix of the log committed when this transaction reads it.
+    """
+    row = conn.execute("SELECT tree_size FROM audit_log FOR UPDATE").fetchone()
+    done = int(row[0]) if row else 0
+    size = _complete_nodes(conn, done)
+    last = last_checkpoint(conn)
+    made = sign(size, node_reader(conn, size), last)
+    if made is None:
+        return last
+    conn.execute("INSERT INTO audit_checkpoints (size, root, note, signed_at) VALUES (%s, %s, %s, %s)",
+                 (made.size, made.root, made.note, to_micros(made.signed_at)))
+    return made
+
+
+def _complete_nodes(conn: psycopg.Connection[Any], done: int) -> int:
+    """Write every node completed by the leaves appended since the last call; return the log's size."""
+    leaves = conn.execute("SELECT idx, leaf_hash FROM audit WHERE idx >= %s ORDER BY idx", (done,)).fetchall()
+    if not leaves:
+        row = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit").fetchone()
+        size = int(row[0]) if row else 0
+        if size < done:
+            return size  # the log lost entries its nodes were built from: the caller refuses to sign
+        return done
+    written: dict[tuple[int, int], bytes] = {}
+    stored = node_reader(conn, done)
+
+    def node(level: int, index: int) -> bytes:
+        return written.get((level, index)) or stored(level, index)
+
+    size = done
+    for index, digest in leaves:
+        if index != size:
+            raise StoreError("store.unavailable", f"audit entry {size} is missing: the log cannot grow its tree")
+        for level, position, value in completed_subtrees(index, bytes(digest), node):
+            written[(level, position)] = value
+        size += 1
+    with conn.cursor() as cursor:
+        cursor.executemany("INSERT INTO audit_nodes (level, idx, hash) VALUES (%s, %s, %s)",
+                           [(level, index, value) for (level, index), value in written.items() if level > 0])
+    conn.execute("UPDATE audit_log SET tree_size = %s", (size,))
+    return size
+
+
+def node_reader(conn: psycopg.Connection[Any], size: int) -> NodeReader:
+    """The stored nodes of the tree of `size` leaves (level 0 is the leaf hashes)."""
+
+    def node(level: int, index: int) -> bytes:
+        if (index + 1) << level > size:
+            raise AuditError("audit.out_of_range", f"node ({level}, {index}) is beyond the tree of {size} entries")
+        if level == 0:
+            row = conn.execute("SELECT leaf_hash FROM audit WHERE idx = %s", (index,)).fetchone()
+        else:
+            row = conn.execute("SELECT hash FROM audit_nodes WHERE level = %s AND idx = %s", (level, index)).fetchone()
+        if row is None:
+            raise StoreError("store.unavailable", f"audit tree node ({level}, {index}) is missing")
+        return bytes(row[0])
+
+    return node
+
+
+def last_checkpoint(conn: psycopg.Connection[Any]) -> CheckpointRecord | None:
+    row = conn.execute("SELECT size, root, note, signed_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
+                       ).fetchone()
+    return _checkpoint_from_row(row) if row else None
+
+
+def checkpoints(conn: psycopg.Connection[Any]) -> list[CheckpointRecord]:
+    rows = conn.execute("SELECT size, root, note, signed_at FROM audit_checkpoints ORDER BY size").fetchall()
+    return [_checkpoint_from_row(row) for row in rows]
+
+
+def _checkpoint_from_row(row: tuple[Any, ...]) -> CheckpointRecord:
+    return CheckpointRecord(int(row[0]), bytes(row[1]), row[2], at_micros(row[3]))
