@@ -95,7 +95,7 @@ def test_an_approver_sees_a_hostile_param_as_text_approves_and_the_requesters_lo
                 page.fill("#comment", f"{approver} called the CEO back")
                 page.fill("#binding_code", code.lower())
                 page.click("button[value=approve]")
-                page.wait_for_url(f"{base}/inbox/requests/{request_id}")
+                page.wait_for_url(f"{base}/inbox/requests/{request_id}?done=approved")
                 assert "You approved this request." in page.inner_text("main")
                 context.close()
         finally:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +16,8 @@ from markupsafe import escape
 
 from conftest import SEED, FixedClock, code_of
 from interlock.core.policy import load_policy
+from interlock.credentials import Credentials
+from interlock.gate import Gate
 from interlock.server import create_app
 
 from .conftest import Api, submission
@@ -340,7 +344,7 @@ def test_approvals_over_web_satisfy_a_separate_channel_rule_for_a_chat_request(
     other_web.sign_in("bob")
 
     first = web.decide(request_id, comment="called the CEO back")
-    assert first.status_code == 303 and first.headers["location"] == f"/inbox/requests/{request_id}"
+    assert first.status_code == 303 and first.headers["location"] == f"/inbox/requests/{request_id}?done=approved"
     shown = web.get(first.headers["location"])
     assert "You approved this request." in shown.text and "1 of 2" in shown.text
     assert other_web.decide(request_id).status_code == 303
@@ -472,3 +476,35 @@ def test_inbox_approvals_enter_the_grant_as_web_session_approvals(web: Browser, 
     claims = jwt.decode(state.grant, options={"verify_signature": False})
     assert sorted((a["approver"], a["channel"], a["auth"]) for a in claims["authorization_details"][0]["approvals"]) \
         == [("user:alice", "web", "session"), ("user:bob", "web", "session")]
+
+
+def test_a_session_is_known_to_every_server_on_the_store_and_survives_a_restart(web: Browser, api: Api) -> None:
+    request_id = submit(api)
+    web.sign_in("alice")
+    # Another server process (or node, or this one after a restart) on the same store: same cookie, same session.
+    other_app = create_app(Gate(api.gate.store, api.gate.policy, api.gate.keys, clock=api.gate.clock),
+                           Credentials(api.gate.store, clock=api.gate.clock))
+    elsewhere = Browser(api, browser_on(api, other_app, "https://interlock"))
+    elsewhere.client.cookies = web.client.cookies
+    try:
+        assert elsewhere.get("/inbox").status_code == 200
+        assert elsewhere.decide(request_id).status_code == 303
+        assert [approval[0] for approval in approvals_of(api, request_id)] == ["user:alice"]
+        # Signing out on one server ends the session on all of them.
+        page = web.get("/inbox")
+        assert web.post("/inbox/logout", {"csrf_token": csrf_of(page)}).status_code == 303
+        assert elsewhere.get("/inbox").status_code == 303
+    finally:
+        api.portal.call(elsewhere.client.aclose)
+
+
+def test_the_store_keeps_only_a_hash_of_the_session_id(web: Browser, api: Api) -> None:
+    web.sign_in("alice")
+    cookie = web.client.cookies["__Host-interlock-session"]
+    db = sqlite3.connect(api.gate.store.path)  # type: ignore[attr-defined]
+    try:
+        rows = db.execute("SELECT key_sha256, subject_id FROM inbox_sessions").fetchall()
+    finally:
+        db.close()
+    assert rows == [(hashlib.sha256(cookie.encode()).hexdigest(), "user:alice")]
+    assert cookie not in repr(rows)

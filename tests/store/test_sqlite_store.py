@@ -55,7 +55,7 @@ def test_migrations_run_once_however_often_the_file_is_opened(tmp_path: Path) ->
         assert raw.execute("PRAGMA user_version").fetchone()[0] == latest
         tables = [row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
         assert tables == ["approvals", "audit", "audit_checkpoints", "audit_log", "audit_nodes", "break_glass_reviews",
-                          "break_glass_signoffs", "credentials", "grants", "requests"]
+                          "break_glass_signoffs", "credentials", "grants", "inbox_sessions", "requests"]
         raw.close()
     finally:
         second.close()

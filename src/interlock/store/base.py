@@ -142,6 +142,17 @@ LoadRequest = Callable[[], tuple[RequestRecord, History]]
 
 
 @dataclass(frozen=True)
+class SessionRecord:
+    """An approver's web session: looked up by the SHA-256 of its id; which credential, and the form token."""
+
+    key_sha256: str
+    credential_hash: str
+    subject_id: str
+    csrf_token: str
+    last_seen: datetime.datetime
+
+
+@dataclass(frozen=True)
 class CheckpointRecord:
     """A signed checkpoint of the audit log: its tree size and root, and the C2SP signed note itself."""
 
@@ -256,6 +267,20 @@ class Store(Protocol):
     ) -> CredentialRecord:
         """Revoke a credential once, with the audit entry `event(record)`; `auth.unknown_credential` or
         `auth.already_revoked` otherwise."""
+        ...
+
+    def open_session(self, session: SessionRecord, idle_before: datetime.datetime) -> None:
+        """Store a new web session, dropping every session last seen at or before `idle_before`."""
+        ...
+
+    def touch_session(
+        self, key_sha256: str, now: datetime.datetime, idle_before: datetime.datetime
+    ) -> SessionRecord | None:
+        """The session, its `last_seen` moved to `now`; None (and dropped) if last seen at or before `idle_before`."""
+        ...
+
+    def close_session(self, key_sha256: str) -> None:
+        """Drop a session, if there is one."""
         ...
 
     def ping(self) -> None:

@@ -33,6 +33,7 @@ from interlock.store.base import (
     RequestRecord,
     ReviewChange,
     Role,
+    SessionRecord,
     SignCheckpoint,
 )
 from interlock.store.postgres_audit import LOCK_NAMESPACE
@@ -436,6 +437,34 @@ class PostgresStore:
             revoked = dataclasses.replace(credential_from_row(row), revoked_at=revoked_at)
             postgres_audit.append(conn, [event(revoked)])
             return revoked
+
+    # --- inbox sessions -------------------------------------------------------------------------
+
+    def open_session(self, session: SessionRecord, idle_before: datetime.datetime) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM inbox_sessions WHERE last_seen <= %s", (to_micros(idle_before),))
+            conn.execute("INSERT INTO inbox_sessions (key_sha256, credential_hash, subject_id, csrf_token, last_seen)"
+                         " VALUES (%s, %s, %s, %s, %s)", (session.key_sha256, session.credential_hash,
+                                                          session.subject_id, session.csrf_token,
+                                                          to_micros(session.last_seen)))
+
+    def touch_session(
+        self, key_sha256: str, now: datetime.datetime, idle_before: datetime.datetime
+    ) -> SessionRecord | None:
+        with self._transaction() as conn:
+            row = conn.execute("SELECT key_sha256, credential_hash, subject_id, csrf_token, last_seen"
+                               " FROM inbox_sessions WHERE key_sha256 = %s FOR UPDATE", (key_sha256,)).fetchone()
+            if row is None:
+                return None
+            if row[4] <= to_micros(idle_before):
+                conn.execute("DELETE FROM inbox_sessions WHERE key_sha256 = %s", (key_sha256,))
+                return None
+            conn.execute("UPDATE inbox_sessions SET last_seen = %s WHERE key_sha256 = %s", (to_micros(now), key_sha256))
+            return SessionRecord(row[0], row[1], row[2], row[3], now)
+
+    def close_session(self, key_sha256: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM inbox_sessions WHERE key_sha256 = %s", (key_sha256,))
 
     def ping(self) -> None:
         # A read of the schema, not `SELECT 1`: a database without Interlock's tables must not look ready.

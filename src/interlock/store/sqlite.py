@@ -30,6 +30,7 @@ from interlock.store.base import (
     RequestRecord,
     ReviewChange,
     Role,
+    SessionRecord,
     SignCheckpoint,
 )
 from interlock.store.rows import (
@@ -440,6 +441,36 @@ class SqliteStore:
             return revoked
 
         return self._writer.run(work)
+
+    # --- inbox sessions -------------------------------------------------------------------------
+
+    def open_session(self, session: SessionRecord, idle_before: datetime.datetime) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM inbox_sessions WHERE last_seen <= ?", (to_micros(idle_before),))
+            db.execute("INSERT INTO inbox_sessions (key_sha256, credential_hash, subject_id, csrf_token, last_seen)"
+                       " VALUES (?, ?, ?, ?, ?)", (session.key_sha256, session.credential_hash, session.subject_id,
+                                                   session.csrf_token, to_micros(session.last_seen)))
+
+        self._writer.run(work)
+
+    def touch_session(
+        self, key_sha256: str, now: datetime.datetime, idle_before: datetime.datetime
+    ) -> SessionRecord | None:
+        def work(db: sqlite3.Connection) -> SessionRecord | None:
+            row = db.execute("SELECT key_sha256, credential_hash, subject_id, csrf_token, last_seen FROM inbox_sessions"
+                             " WHERE key_sha256 = ?", (key_sha256,)).fetchone()
+            if row is None:
+                return None
+            if row[4] <= to_micros(idle_before):
+                db.execute("DELETE FROM inbox_sessions WHERE key_sha256 = ?", (key_sha256,))
+                return None
+            db.execute("UPDATE inbox_sessions SET last_seen = ? WHERE key_sha256 = ?", (to_micros(now), key_sha256))
+            return SessionRecord(row[0], row[1], row[2], row[3], now)
+
+        return self._writer.run(work)
+
+    def close_session(self, key_sha256: str) -> None:
+        self._writer.run(lambda db: db.execute("DELETE FROM inbox_sessions WHERE key_sha256 = ?", (key_sha256,)))
 
     def ping(self) -> None:
         # A read of the schema, not `SELECT 1`: a store whose file was replaced by an empty one must not look ready.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
@@ -21,7 +22,7 @@ from interlock.credentials import token_sha256
 from interlock.server.auth import approver_takes_part, credentials_of, gate_of
 from interlock.server.errors import status_for
 from interlock.server.inbox import presentation
-from interlock.server.inbox.sessions import Session, SessionBook, same_token
+from interlock.sessions import Session, SessionBook
 
 # The channel of an approval given here: where the approver authenticated, never a form field.
 WEB_CHANNEL = "web"
@@ -38,6 +39,11 @@ SECURITY_HEADERS = {
 }
 _templates = Environment(loader=PackageLoader("interlock.server", "templates"),
                          autoescape=select_autoescape(["html"]), undefined=StrictUndefined)
+
+
+# The message after a decision: `?done=` names one of these, never text of its own.
+_DONE = {"approved": "You approved this request.", "rejected": "You rejected this request.",
+         "signed_off": "You signed off this break-glass use."}
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,7 @@ class _InboxRoute(APIRoute):
                     raise AuthError("auth.csrf", "a form posted from another site is refused")
                 response = await handler(request)
             except InterlockError as error:
-                response = _refusal(request, error)
+                response = await _refusal(request, error)
             response.headers.update(SECURITY_HEADERS)
             return response
 
@@ -83,7 +89,8 @@ router = APIRouter(prefix="/inbox", route_class=_InboxRoute, include_in_schema=F
 
 def install(app: FastAPI, *, dev_insecure_cookies: bool = False) -> None:
     """Serve the inbox from `app`; `dev_insecure_cookies` drops `Secure` for plain-HTTP loopback development."""
-    app.state.inbox = InboxSettings(SessionBook(app.state.gate.clock), secure=not dev_insecure_cookies)
+    gate = app.state.gate
+    app.state.inbox = InboxSettings(SessionBook(gate.store, gate.clock), secure=not dev_insecure_cookies)
     app.include_router(router)
 
 
@@ -95,7 +102,7 @@ async def stylesheet() -> Response:
 
 @router.get("/login")
 async def login_form(request: Request) -> Response:
-    if _settings(request).sessions.find(request.cookies.get(_settings(request).session_cookie)):
+    if await _session(request):
         return RedirectResponse("/inbox", status_code=303)
     return _login_page(request)
 
@@ -114,8 +121,9 @@ async def login(request: Request) -> Response:
             raise AuthError("auth.forbidden", f"a {identity.role} credential cannot sign in to the inbox")
     except AuthError as refused:
         return _login_page(request, refused)
-    settings.sessions.close(request.cookies.get(settings.session_cookie))  # signing in again replaces a session
-    session_id = settings.sessions.open(token_sha256(token), identity.subject_id)
+    # Signing in again replaces a session.
+    await run_in_threadpool(settings.sessions.close, request.cookies.get(settings.session_cookie))
+    session_id = await run_in_threadpool(settings.sessions.open, token_sha256(token), identity.subject_id)
     response = RedirectResponse("/inbox", status_code=303)
     _set_cookie(response, settings, settings.session_cookie, session_id)
     response.delete_cookie(settings.login_cookie, path="/", secure=settings.secure, httponly=True, samesite="strict")
@@ -127,7 +135,7 @@ async def logout(request: Request) -> Response:
     settings = _settings(request)
     session = await _signed_in(request)
     _check_csrf(session, await _form(request, {"csrf_token"}))
-    settings.sessions.close(request.cookies.get(settings.session_cookie))
+    await run_in_threadpool(settings.sessions.close, request.cookies.get(settings.session_cookie))
     response = RedirectResponse("/inbox/login", status_code=303)
     response.delete_cookie(settings.session_cookie, path="/", secure=settings.secure, httponly=True,
                            samesite="strict")
@@ -156,7 +164,7 @@ async def request_page(request: Request, request_id: str) -> Response:
     # The grant is the requester's executor's capability: the page never carries it.
     review = replace(review, state=replace(review.state, grant=None))
     open_reviews = await run_in_threadpool(gate.open_reviews)
-    flash, session.flash = session.flash, ""
+    flash = _DONE.get(request.query_params.get("done", ""), "")
     return _page("request.html", session=session, flash=flash, **presentation.detail(review),
                  break_glass=next(iter(presentation.open_reviews(
                      [r for r in open_reviews if r.request_id == request_id], gate.clock())), None))
@@ -170,8 +178,7 @@ async def sign_off(request: Request, request_id: str) -> Response:
     # A second post by the same reviewer is refused by the gate (`approval.duplicate`).
     await run_in_threadpool(lambda: gate_of(request).review_break_glass(
         request_id, session.subject_id, WEB_CHANNEL, form.get("comment", "")))
-    session.flash = "You signed off this break-glass use."
-    return RedirectResponse(f"/inbox/requests/{quote(request_id, safe='')}", status_code=303)
+    return RedirectResponse(f"/inbox/requests/{quote(request_id, safe='')}?done=signed_off", status_code=303)
 
 
 @router.post("/requests/{request_id}/decision")
@@ -186,9 +193,9 @@ async def decide(request: Request, request_id: str) -> Response:
     await run_in_threadpool(lambda: gate_of(request).decide_approval(
         request_id, session.subject_id, WEB_CHANNEL, reject=decision == "reject", comment=form.get("comment", ""),
         auth=WEB_AUTH, binding_code=form.get("binding_code")))
-    session.flash = "You approved this request." if decision == "approve" else "You rejected this request."
     # Post/redirect/get: reloading the page that follows does not post the decision again.
-    return RedirectResponse(f"/inbox/requests/{quote(request_id, safe='')}", status_code=303)
+    done = "approved" if decision == "approve" else "rejected"
+    return RedirectResponse(f"/inbox/requests/{quote(request_id, safe='')}?done={done}", status_code=303)
 
 
 # --- sessions, forms, pages -------------------------------------------------------------------
@@ -203,15 +210,20 @@ async def _signed_in(request: Request) -> Session:
     """The caller's live session; its credential is checked again on every request, so a revocation ends it."""
     settings = _settings(request)
     cookie = request.cookies.get(settings.session_cookie)
-    session = settings.sessions.find(cookie)
+    session = await run_in_threadpool(settings.sessions.find, cookie)
     if session is None:
         raise AuthError("auth.session", "sign in to the inbox: there is no session, or it ended after 30 minutes idle")
     try:
         await run_in_threadpool(credentials_of(request).identify, session.credential_hash)
     except AuthError:
-        settings.sessions.close(cookie)
+        await run_in_threadpool(settings.sessions.close, cookie)
         raise
     return session
+
+
+def same_token(expected: str, given: str | None) -> bool:
+    """Constant-time comparison of a CSRF token; a missing one never matches."""
+    return bool(given) and hmac.compare_digest(expected.encode(), (given or "").encode())
 
 
 def _check_csrf(session: Session, form: dict[str, str]) -> None:
@@ -265,10 +277,19 @@ def _login_page(request: Request, refused: InterlockError | None = None) -> Resp
     return response
 
 
-def _refusal(request: Request, error: InterlockError) -> Response:
+async def _session(request: Request) -> Session | None:
+    """The caller's live session, if any (its idle timer restarted)."""
+    settings = _settings(request)
+    return await run_in_threadpool(settings.sessions.find, request.cookies.get(settings.session_cookie))
+
+
+async def _refusal(request: Request, error: InterlockError) -> Response:
     if error.code == "auth.session" and request.method == "GET":
         return RedirectResponse("/inbox/login", status_code=303)
-    session = _settings(request).sessions.find(request.cookies.get(_settings(request).session_cookie))
+    try:
+        session = await _session(request)
+    except InterlockError:
+        session = None  # the refusal page is shown whether or not the store answers
     # No link back to a request the approver may not open.
     request_id = None if error.code == "auth.forbidden" else request.path_params.get("request_id")
     return _page("refusal.html", status_for(error.code), session=session, error=error, request_id=request_id)
