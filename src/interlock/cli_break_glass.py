@@ -30,10 +30,13 @@ def register(app: typer.Typer, with_gate: WithGate, emit: Emit) -> None:
                     justification: Annotated[str, typer.Option(
                         "--justification", help="Why this cannot wait for the quorum (recorded and sent to every"
                                                 " approver group).")],
+                    binding_code: Annotated[str | None, typer.Option(
+                        "--binding-code", help="The code the requester gave you; needed for a sensitive action."
+                    )] = None,
                     home: HomeOpt = None, policy: PolicyOpt = None) -> None:
         """Approve a pending request alone under the policy's break_glass; opens a mandatory post-hoc review."""
         emit(with_gate(home, policy, lambda gate: gate.break_glass(
-            request_id, person, channel, justification).to_json()))
+            request_id, person, channel, justification, binding_code=binding_code).to_json()))
 
     @app.command("break-glass-review")
     def break_glass_review(request_id: str,

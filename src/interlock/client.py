@@ -10,10 +10,12 @@ from typing import Any
 
 import httpx
 
+from interlock.audit.log import Verification
 from interlock.core import strict_json
 from interlock.core.action import ActionRequest, ActionSpec
 from interlock.core.errors import (
     ApprovalError,
+    AuditError,
     AuthError,
     GrantError,
     InterlockError,
@@ -23,6 +25,7 @@ from interlock.core.errors import (
     StoreError,
 )
 from interlock.gate import Consumption, RequestState
+from interlock.store.base import BreakGlassReview, ReviewSignoff
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_WAIT_CHUNK", "RemoteGate", "ReportedResult", "error_for"]
 
@@ -41,6 +44,7 @@ _FAMILIES: dict[str, type[InterlockError]] = {
     "auth": AuthError,
     "store": StoreError,
     "keys": KeyringError,
+    "audit": AuditError,
 }
 
 
@@ -137,6 +141,22 @@ class RemoteGate:
             body["binding_code"] = binding_code
         return _state(self._call("POST", f"/v1/requests/{_segment(request_id)}/approvals", body))
 
+    def break_glass(self, request_id: str, justification: str, *, binding_code: str | None = None) -> RequestState:
+        """Approve a pending request alone, as the authenticated approver, under a policy `break_glass` entry.
+
+        As with `decide_approval`, the person and the channel come from the credential, not from arguments.
+        A sensitive action needs `binding_code`, the code its requester was given and passed on.
+        """
+        body: dict[str, Any] = {"justification": justification}
+        if binding_code is not None:
+            body["binding_code"] = binding_code
+        return _state(self._call("POST", f"/v1/requests/{_segment(request_id)}/break-glass", body))
+
+    def review_break_glass(self, request_id: str, comment: str = "") -> BreakGlassReview:
+        """Sign off a break-glass use as the authenticated approver; the second distinct sign-off closes it."""
+        body = {"comment": comment}
+        return _review(self._call("POST", f"/v1/requests/{_segment(request_id)}/break-glass/reviews", body))
+
     # --- grants ---------------------------------------------------------------------------------
 
     def consume(self, grant: str, executor: str, action: ActionSpec | dict[str, Any] | bytes | str) -> Consumption:
@@ -159,6 +179,26 @@ class RemoteGate:
             return ReportedResult(recorded["jti"], recorded["request_id"], recorded["result"], recorded.get("detail"))
         except (KeyError, TypeError):
             raise _bad_response("a result response without its fields") from None
+
+    # --- operations -----------------------------------------------------------------------------
+
+    def check_ready(self) -> None:
+        """Return if the server's store answers (`/readyz`); `store.unavailable` otherwise."""
+        self._call("GET", "/readyz")
+
+    def verify_audit(self) -> Verification:
+        """The server's verification of its audit log (an admin credential only)."""
+        body = _object(self._call("GET", "/v1/audit/verify"))
+        try:
+            ok, entries, root, signed, problems = (body["ok"], body["entries"], body["root"], body["signed"],
+                                                   body["problems"])
+        except KeyError:
+            raise _bad_response("a verification without its fields") from None
+        if not (isinstance(ok, bool) and isinstance(entries, int) and isinstance(root, str)
+                and isinstance(signed, int) and isinstance(problems, list)
+                and all(isinstance(p, str) for p in problems)):
+            raise _bad_response("a verification whose fields are of the wrong types")
+        return Verification(ok, entries, root, signed, tuple(problems))
 
     # --- keys -----------------------------------------------------------------------------------
 
@@ -270,3 +310,26 @@ def _state(value: Any) -> RequestState:
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         raise _bad_response("a request state without its fields") from None
+
+
+def _review(value: Any) -> BreakGlassReview:
+    body = _object(value)
+    try:
+        request_id = body["request_id"]
+        closed = body.get("closed_at")
+        return BreakGlassReview(
+            request_id=request_id,
+            entry_id=body["break_glass_entry"],
+            used_by=body["used_by"],
+            justification=body["justification"],
+            opened_at=datetime.datetime.fromisoformat(body["opened_at"]),
+            due_at=datetime.datetime.fromisoformat(body["due_at"]),
+            closed_at=datetime.datetime.fromisoformat(closed) if closed else None,
+            signoffs=tuple(
+                ReviewSignoff(s["id"], request_id, s["reviewer"], s["channel"], s["comment"],
+                              datetime.datetime.fromisoformat(s["at"]))
+                for s in body["signoffs"]
+            ),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise _bad_response("a break-glass review without its fields") from None

@@ -274,14 +274,8 @@ class Gate:
             self._require_pending(record, now)
             requirements = _requirements(record.decision)
             approval_rules.check_approver(record.request, requirements, approver_id, channel, record.approvals)
-            # A decision that does not say whether it is sensitive is treated as sensitive (fail closed).
-            if not reject and record.decision.get("sensitive", True) and not binding.matches(
-                    record.id, record.digest, binding_code):
-                raise ApprovalError(
-                    "approval.binding_mismatch",
-                    "approving this sensitive action needs its binding code, which the requester was given:"
-                    " the code is missing or belongs to another request",
-                )
+            if not reject:
+                _check_binding_code(record, binding_code, "approving")
             approval = Approval(self.ids("apr"), record.id, approver_id, channel, verdict, comment, now, auth)
             flagged: dict[str, bool] = {}
             if approval_rules.is_rubber_stamp(requirements, approver_id, verdict, record.created_at, now):
@@ -316,11 +310,13 @@ class Gate:
 
     def break_glass(
         self, request_id: str, person_id: str, channel: str, justification: str, *, auth: ApproverAuth = "local",
+        binding_code: str | None = None,
     ) -> RequestState:
         """Approve a pending request alone, as a person a policy `break_glass` entry names for its action.
 
         The grant is issued at once; the use is audited (`break_glass.used`) and opens a post-hoc review that
-        two other people must sign off (`review_break_glass`) before its due time.
+        two other people must sign off (`review_break_glass`) before its due time. As for an approval, a
+        sensitive action needs the request's `binding_code`, which the requester was given.
         """
         _check_approval_args(person_id, channel, "", auth)
         if not isinstance(justification, str) or not justification.strip() or len(justification) > MAX_JUSTIFICATION:
@@ -341,6 +337,8 @@ class Gate:
                                     f" `{record.request.action}`")
             if any(a.approver_id == person_id for a in record.approvals):
                 raise ApprovalError("approval.duplicate", f"`{person_id}` has already decided on this request")
+            # One person acting alone in a hurry is who a look-alike request is made for: the code counts here too.
+            _check_binding_code(record, binding_code, "breaking the glass on")
             approval = Approval(self.ids("apr"), record.id, person_id, channel, "approve", justification, now, auth,
                                 break_glass=True)
             review = BreakGlassReview(record.id, entry.id, person_id, justification, now,
@@ -610,6 +608,19 @@ def _issued(grant: GrantRecord | None) -> dict[str, Any]:
     if grant is None:
         return {}
     return {"grant": {"jti": grant.jti, "executor": grant.executor, "expires_at": grant.expires_at.isoformat()}}
+
+
+def _check_binding_code(record: RequestRecord, code: str | None, doing: str) -> None:
+    """Refuse `doing` (approving, breaking the glass on) a sensitive action without the request's binding code.
+
+    A decision that does not say whether it is sensitive is treated as sensitive (fail closed).
+    """
+    if record.decision.get("sensitive", True) and not binding.matches(record.id, record.digest, code):
+        raise ApprovalError(
+            "approval.binding_mismatch",
+            f"{doing} this sensitive action needs its binding code, which the requester was given:"
+            " the code is missing or belongs to another request",
+        )
 
 
 def _requirements(decision: dict[str, Any]) -> list[ApprovalRequirement]:

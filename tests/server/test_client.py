@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import socket
+import sqlite3
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from interlock.client import RemoteGate, ReportedResult, error_for
+from conftest import SEED
+from interlock.audit.log import Verification
+from interlock.client import RemoteGate, ReportedResult, _answer, error_for
 from interlock.core.errors import (
     ApprovalError,
+    AuditError,
     AuthError,
     GrantError,
     InterlockError,
@@ -21,12 +26,23 @@ from interlock.core.errors import (
     RequestError,
     StoreError,
 )
+from interlock.core.policy import load_policy
 from interlock.enforce.guard import guard
 from interlock.gate import Consumption, RequestState
+from interlock.store.base import BreakGlassReview
+from interlock.store.sqlite import SqliteStore
 
 from .conftest import Api, submission
 
 PARAMS = submission()["params"]
+BREAK_GLASS = """
+break_glass:
+  - id: treasury-emergency
+    who: ["user:alice"]
+    actions: ["payments.*"]
+    review_within: 2h
+"""
+WHY = "supplier cut-off, finance approvers unreachable"
 
 
 class _PortalTransport(httpx.BaseTransport):
@@ -162,6 +178,103 @@ def test_guard_consumes_and_reports_through_a_remote_gate(api: Api, remote: Any)
     assert agent.status(allowed.request_id).result == "succeeded"
 
 
+def test_break_glass_and_its_review_run_as_a_local_gate_would(api: Api, remote: Any) -> None:
+    api.gate.policy = load_policy((SEED / "policy.yaml").read_text() + BREAK_GLASS)
+    api.tokens["carol"] = api.credentials.add("approver", "user:carol", None, None).token  # type: ignore[arg-type]
+    agent, alice, bob, carol, ceo, payments = (remote(w) for w in ("agent", "alice", "bob", "carol", "ceo",
+                                                                   "payments"))
+    pending = agent.submit(submission())
+    look_alike = agent.submit(submission(params={**PARAMS, "recipient": "GB33BUKB20201555555556"}))
+    request_id, code = pending.request_id, pending.binding_code
+    assert code and look_alike.binding_code and pending.sensitive
+
+    cases: list[tuple[Any, type[InterlockError], str]] = [
+        (lambda: alice.break_glass(request_id, WHY), ApprovalError, "approval.binding_mismatch"),
+        (lambda: alice.break_glass(request_id, WHY, binding_code=look_alike.binding_code),
+         ApprovalError, "approval.binding_mismatch"),
+        (lambda: alice.break_glass(request_id, WHY, binding_code="ABC-DEF"), ApprovalError,
+         "approval.binding_mismatch"),
+        (lambda: bob.break_glass(request_id, WHY, binding_code=code), ApprovalError,
+         "approval.break_glass_not_allowed"),
+        (lambda: ceo.break_glass(request_id, WHY, binding_code=code), ApprovalError, "approval.not_independent"),
+        (lambda: agent.break_glass(request_id, WHY, binding_code=code), AuthError, "auth.forbidden"),
+        (lambda: alice.break_glass(request_id, "", binding_code=code), RequestError, "input.invalid"),
+        (lambda: alice.break_glass("req_nope", WHY, binding_code=code), ApprovalError, "request.not_found"),
+        (lambda: bob.review_break_glass(request_id), ApprovalError, "approval.review_not_open"),
+    ]
+    for call, cls, code_expected in cases:
+        with pytest.raises(InterlockError) as refused:
+            call()
+        expect_refusal(refused, cls, code_expected)
+    assert api.gate.status(request_id).outcome == "pending_approval" and api.gate.open_reviews() == []
+
+    used = alice.break_glass(request_id, WHY, binding_code=code.lower())
+
+    assert isinstance(used, RequestState)
+    assert used.outcome == "approved" and used.grant is None, "only the requester receives the grant"
+    assert [(a["approver"], a["channel"], a["auth"], a.get("break_glass")) for a in used.approvals] == [
+        ("user:alice", "api", "token", True)]
+    assert api.gate.status(look_alike.request_id).outcome == "pending_approval"
+    grant = agent.status(request_id).grant
+    assert grant
+    payments.consume(grant, "payments-service",
+                     {"action": "payments.transfer", "resource": "account:treasury", "params": PARAMS})
+
+    with pytest.raises(InterlockError) as own:
+        alice.review_break_glass(request_id)
+    expect_refusal(own, ApprovalError, "approval.not_independent")
+    first = bob.review_break_glass(request_id, comment="invoice checked")
+    assert isinstance(first, BreakGlassReview)
+    assert first == api.gate.open_reviews()[0], "the SDK reads back exactly the gate's review"
+    assert (first.used_by, first.entry_id, first.justification, first.closed_at) == (
+        "user:alice", "treasury-emergency", WHY, None)
+    assert [(s.reviewer_id, s.channel, s.comment) for s in first.signoffs] == [("user:bob", "api", "invoice checked")]
+    with pytest.raises(InterlockError) as twice:
+        bob.review_break_glass(request_id)
+    expect_refusal(twice, ApprovalError, "approval.duplicate")
+    second = carol.review_break_glass(request_id)
+    assert second.closed_at is not None and [s.reviewer_id for s in second.signoffs] == ["user:bob", "user:carol"]
+    assert api.gate.open_reviews() == []
+
+
+def test_check_ready_and_verify_audit_as_a_local_gate(
+    api: Api, remote: Any, server_store: SqliteStore, tmp_path: Path
+) -> None:
+    agent, admin = remote("agent"), remote("admin")
+    agent.submit(submission())
+    verified = admin.verify_audit()
+    assert isinstance(verified, Verification) and verified.ok
+    assert verified == api.gate.verify_audit()
+    with pytest.raises(InterlockError) as not_admin:
+        agent.verify_audit()
+    expect_refusal(not_admin, AuthError, "auth.forbidden")
+
+    db = sqlite3.connect(tmp_path / "interlock.db")
+    with db:
+        db.execute("UPDATE audit SET leaf = CAST(replace(CAST(leaf AS TEXT), '48000', '480') AS BLOB)"
+                   " WHERE CAST(leaf AS TEXT) LIKE '%request.decided%'")
+    db.close()
+    tampered = admin.verify_audit()
+    assert not tampered.ok and tampered.problems == api.gate.verify_audit().problems and tampered.problems
+
+    assert agent.check_ready() is None
+    server_store.close()  # the next call opens the file again, and finds a directory there
+    (tmp_path / "interlock.db").rename(tmp_path / "moved.db")
+    (tmp_path / "interlock.db").mkdir()
+    with pytest.raises(InterlockError) as down:
+        agent.check_ready()
+    expect_refusal(down, StoreError, "store.unavailable")
+
+
+def test_an_audit_refusal_from_the_server_raises_an_audit_error(api: Api) -> None:
+    # No checkpoint signed yet: the server refuses with `audit.no_checkpoint` (404).
+    response = api.call("GET", "/v1/audit/checkpoint")
+    with pytest.raises(InterlockError) as refused:
+        _answer(response)
+    expect_refusal(refused, AuditError, "audit.no_checkpoint")
+    assert refused.value.detail["status"] == 404
+
+
 def test_refusals_are_the_local_gates_errors_with_the_servers_codes(api: Api, remote: Any) -> None:
     agent, alice, payments = remote("agent"), remote("alice"), remote("payments")
     stranger = RemoteGate("http://interlock", "ilk_" + "A" * 43, transport=_PortalTransport(api))
@@ -198,7 +311,8 @@ def test_refusals_are_the_local_gates_errors_with_the_servers_codes(api: Api, re
 @pytest.mark.parametrize(("code", "cls"), [
     ("input.invalid", RequestError), ("policy.no_executor", PolicyError), ("approval.expired", ApprovalError),
     ("request.rejected", ApprovalError), ("grant.expired", GrantError), ("auth.revoked", AuthError),
-    ("store.unavailable", StoreError), ("keys.unreadable", KeyringError), ("internal", InterlockError),
+    ("store.unavailable", StoreError), ("keys.unreadable", KeyringError), ("audit.no_checkpoint", AuditError),
+    ("audit.out_of_range", AuditError), ("internal", InterlockError),
 ])
 def test_each_reason_code_family_maps_to_the_local_error_class(code: str, cls: type[InterlockError]) -> None:
     error = error_for(code, "m")

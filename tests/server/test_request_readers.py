@@ -148,7 +148,7 @@ def test_break_glass_lets_its_user_and_its_possible_reviewers_read_never_the_gra
     for who in ("grace", "erin"):
         expect_error(readers.call("GET", path, who), 403, "auth.forbidden")
 
-    used = readers.call("POST", f"{path}/break-glass", "grace", json=WHY)
+    used = readers.call("POST", f"{path}/break-glass", "grace", json={**WHY, "binding_code": request["code"]})
     assert used.status_code == 200 and used.json()["outcome"] == "approved", used.text
     grant = readers.gate.status(request["id"]).grant
     assert grant and "grant" not in used.json(), "the break-glass user does not receive the grant"
@@ -193,7 +193,8 @@ def test_the_inbox_lists_an_open_break_glass_review_only_to_those_who_may_sign_i
     readers: Api, web: Callable[[str], Browser]
 ) -> None:
     request = pending(readers)
-    assert readers.call("POST", f"/v1/requests/{request['id']}/break-glass", "grace", json=WHY).status_code == 200
+    assert readers.call("POST", f"/v1/requests/{request['id']}/break-glass", "grace",
+                        json={**WHY, "binding_code": request["code"]}).status_code == 200
     assert request["id"] in web("erin").get("/inbox").text
     zed = web("zed")
     listed = zed.get("/inbox")

@@ -53,6 +53,10 @@ class BreakGlassBody(_Body):
     """Proceed alone under a policy `break_glass` entry; the justification is recorded and sent to every group."""
 
     justification: str = Field(min_length=1, max_length=4096)
+    binding_code: str | None = Field(
+        default=None, max_length=64,
+        description="the request's binding code (e.g. `K7M-Q2P`), as the requester was given it; needed to"
+                    " break the glass on a sensitive action; case, dashes and spaces are ignored")
 
 
 class ReviewBody(_Body):

@@ -118,11 +118,11 @@ async def break_glass(
     request: Request, request_id: str, approver: Annotated[Identity, Depends(caller("approver"))]
 ) -> JSONResponse:
     """Proceed alone under a policy `break_glass` entry, over `api`: the grant is issued at once, every approver
-    group is alerted and a post-hoc review opens."""
+    group is alerted and a post-hoc review opens. A sensitive action needs `binding_code`, as an approval does."""
     body = await read_model(request, BreakGlassBody)
     state = await run_in_threadpool(
         lambda: gate_of(request).break_glass(request_id, approver.subject_id, API_CHANNEL, body.justification,
-                                             auth=API_AUTH)
+                                             auth=API_AUTH, binding_code=body.binding_code)
     )
     return JSONResponse(_visible(state, approver))
 
