@@ -27,7 +27,7 @@ NOTES = [
     "(a2) uses a policy with one allow rule and no history functions (the same rule as a1); the seed"
     " policy's history.sum() would add one SQL query per evaluated condition.",
     "(a2)/(d) run on a real SQLite file (WAL, synchronous=FULL) in the temp dir below; every allowed submit"
-    " commits a request, a grant and 3 audit entries in one transaction; every consume one more.",
+    " commits a request, a grant and one audit entry in one transaction; every consume one more.",
     "agent-governance-toolkit-core rules cannot compare two request fields, so the known-recipient"
     " list is written into their rules.",
 ]

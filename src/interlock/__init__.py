@@ -13,9 +13,10 @@ from interlock.core.errors import (
 )
 from interlock.core.policy import Policy, load_policy
 from interlock.enforce.guard import guard
-from interlock.gate import Consumption, Gate, RequestState
+from interlock.gate import Gate
 from interlock.home import Home
 from interlock.keys import KeyRing
+from interlock.results import Consumption, RequestState
 from interlock.store.sqlite import SqliteStore
 
 __all__ = [

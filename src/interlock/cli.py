@@ -20,9 +20,10 @@ from interlock.core.action import parse_action, parse_request
 from interlock.core.decision import decide
 from interlock.core.errors import InterlockError, RequestError
 from interlock.core.policy import load_policy
-from interlock.gate import OUTCOME_STATUS, Gate, utc_now
+from interlock.gate import Gate, utc_now
 from interlock.home import EXAMPLES, Home
 from interlock.keys import KeyRing
+from interlock.results import OUTCOME_STATUS
 
 # Exit codes: one place. 0 done, 1 audit does not verify, 2 bad input or usage, 3 refused, 4 store unavailable.
 EXIT_OK, EXIT_AUDIT_FAILED, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4

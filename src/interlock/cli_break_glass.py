@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from interlock.gate import Gate, review_json
+from interlock.gate import Gate
+from interlock.results import review_json
 
 WithGate = Callable[[Path | None, Path | None, Callable[[Gate], Any]], Any]
 Emit = Callable[[Any], None]

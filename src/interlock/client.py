@@ -24,7 +24,7 @@ from interlock.core.errors import (
     RequestError,
     StoreError,
 )
-from interlock.gate import Consumption, RequestState
+from interlock.results import Consumption, RequestState
 from interlock.store.base import BreakGlassReview, ReviewSignoff
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_WAIT_CHUNK", "RemoteGate", "ReportedResult", "error_for"]

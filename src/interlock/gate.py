@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime
-import functools
 import logging
 import re
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from interlock import grant_tokens
 from interlock.audit.log import Verification
@@ -26,6 +24,8 @@ from interlock.core.policy import ApprovalRequirement, Policy
 from interlock.keys import KeyRing
 from interlock.ledger import Ledger
 from interlock.notify import Notifier
+from interlock.observe import Observer, approve_outcome, observed
+from interlock.results import OUTCOME_STATUS, Consumption, RequestReview, RequestState
 from interlock.store.base import (
     AuditEvent,
     BreakGlassReview,
@@ -41,8 +41,6 @@ from interlock.store.base import (
 
 Clock = Callable[[], datetime.datetime]
 _log = logging.getLogger(__name__)
-F = TypeVar("F", bound=Callable[..., Any])
-OUTCOME_STATUS = {"allow": "allowed", "deny": "denied", "require_approval": "pending_approval"}
 
 
 def utc_now() -> datetime.datetime:
@@ -53,120 +51,11 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
-@dataclass(frozen=True)
-class RequestState:
-    """What the gate tells a requester or approver about a request."""
-
-    request_id: str
-    outcome: str  # allowed | denied | pending_approval | approved | rejected | expired
-    reasons: tuple[str, ...]
-    explanation: str
-    digest: str
-    policy_version: str
-    grant: str | None = None
-    requester: str = ""  # the principal's id, for access checks; not part of the JSON
-    expires_at: datetime.datetime | None = None
-    requirements: tuple[dict[str, Any], ...] = ()
-    progress: tuple[dict[str, Any], ...] = ()
-    approvals: tuple[dict[str, Any], ...] = ()
-    consumed: bool = False
-    result: str | None = None
-    # CIBA-style binding code of a request waiting for approvers; typing it is required when `sensitive`.
-    binding_code: str | None = None
-    sensitive: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "request_id": self.request_id,
-            "outcome": self.outcome,
-            "reasons": list(self.reasons),
-            "explanation": self.explanation,
-            "digest": self.digest,
-            "policy_version": self.policy_version,
-        }
-        if self.grant:
-            body["grant"] = self.grant
-        if self.requirements:
-            body["approval"] = {
-                "requirements": list(self.requirements),
-                "progress": list(self.progress),
-                "expires_at": self.expires_at.isoformat() if self.expires_at else None,
-                "binding_code": self.binding_code,
-                "binding_code_required": self.sensitive,
-            }
-        if self.approvals:
-            body["approvals"] = list(self.approvals)
-        if self.consumed:
-            body["consumed"] = True
-            body["result"] = self.result
-        return body
-
-
-@dataclass(frozen=True)
-class RequestReview:
-    """What an approver reviews: the request exactly as submitted, the rules it matched, and its state now."""
-
-    request: ActionRequest
-    state: RequestState
-    matched_rules: tuple[str, ...]
-    submitted_at: datetime.datetime
-
-
-@dataclass(frozen=True)
-class Consumption:
-    """A grant consumed: the executor may now run exactly the action it presented."""
-
-    jti: str
-    request_id: str
-    executor: str
-    action: str
-    digest: str
-
-
-@dataclass(frozen=True)
-class Observation:
-    """One gate operation as seen from outside: what it was, how it ended, why, and how long it took."""
-
-    operation: str  # submit | approve | consume
-    outcome: str  # submit: allowed|denied|pending_approval; approve: approve|reject; consume: consumed; or refused
-    codes: tuple[str, ...]  # the refusal's code, or a deny decision's reasons
-    seconds: float
-    flags: tuple[str, ...] = ()  # approve: `rubber_stamp` when given faster than the policy's review time
-
-
-Observer = Callable[[Observation], None]
-PendingHook = Callable[["RequestState", ActionRequest], None]
-BreakGlassHook = Callable[["RequestState", ActionRequest, BreakGlassReview], None]
+PendingHook = Callable[[RequestState, ActionRequest], None]
+BreakGlassHook = Callable[[RequestState, ActionRequest, BreakGlassReview], None]
 # Distinct sign-offs, by people other than the requester, its delegators and the break-glass user, that close a review.
 REVIEW_SIGNOFFS = 2
 MAX_JUSTIFICATION = 4096
-
-
-# (result, positional arguments, keyword arguments) -> (outcome, codes, flags)
-Outcome = Callable[[Any, tuple[Any, ...], dict[str, Any]], tuple[str, tuple[str, ...], tuple[str, ...]]]
-
-
-def _observed(operation: str, outcome: Outcome) -> Callable[[F], F]:
-    """Report each call of a gate operation to the gate's `observer`, if it has one; never changes the result."""
-
-    def wrap(method: F) -> F:
-        @functools.wraps(method)
-        def observed(self: Gate, *args: Any, **kwargs: Any) -> Any:
-            if self.observer is None:
-                return method(self, *args, **kwargs)
-            started = time.perf_counter()
-            try:
-                result = method(self, *args, **kwargs)
-            except InterlockError as refusal:
-                self._observe(Observation(operation, "refused", (refusal.code,), time.perf_counter() - started))
-                raise
-            ended, codes, flags = outcome(result, args, kwargs)
-            self._observe(Observation(operation, ended, codes, time.perf_counter() - started, flags))
-            return result
-
-        return observed  # type: ignore[return-value]
-
-    return wrap
 
 
 @dataclass
@@ -191,7 +80,7 @@ class Gate:
 
     # --- requests -----------------------------------------------------------------------------
 
-    @_observed("submit", lambda state, *_: (state.outcome, state.reasons if state.outcome == "denied" else (), ()))
+    @observed("submit", lambda state, *_: (state.outcome, state.reasons if state.outcome == "denied" else (), ()))
     def submit(self, document: ActionRequest | dict[str, Any] | bytes | str) -> RequestState:
         """Decide on a request; an allow comes with a grant, a require_approval waits for approvers."""
         request = document if isinstance(document, ActionRequest) else parse_request(document)
@@ -256,7 +145,7 @@ class Gate:
             waiting.append(self._review(record, now))
         return waiting
 
-    @_observed("approve", lambda state, args, kwargs: _approve_outcome(state, args, kwargs))
+    @observed("approve", lambda state, args, kwargs: approve_outcome(state, args, kwargs))
     def decide_approval(
         self, request_id: str, approver_id: str, channel: str, *, reject: bool = False, comment: str = "",
         auth: ApproverAuth = "local", binding_code: str | None = None,
@@ -419,7 +308,7 @@ class Gate:
 
     # --- grants ---------------------------------------------------------------------------------
 
-    @_observed("consume", lambda *_: ("consumed", (), ()))
+    @observed("consume", lambda *_: ("consumed", (), ()))
     def consume(
         self, grant: str, executor: str, action: ActionSpec | dict[str, Any] | bytes | str
     ) -> Consumption:
@@ -478,12 +367,6 @@ class Gate:
         return self.ledger.verify()
 
     # --- internals ------------------------------------------------------------------------------
-
-    def _observe(self, observation: Observation) -> None:
-        try:
-            self.observer(observation)  # type: ignore[misc]
-        except Exception:  # noqa: BLE001 - telemetry never changes an answer
-            _log.exception("gate observer failed on %s", observation.operation)
 
     def _issue(
         self, request_id: str, request: ActionRequest, digest: str, policy_version: str,
@@ -629,31 +512,6 @@ def _requirements(decision: dict[str, Any]) -> list[ApprovalRequirement]:
                             r["expires_in"], r.get("min_review_seconds", 0))
         for r in decision["requirements"]
     ]
-
-
-def review_json(review: BreakGlassReview) -> dict[str, Any]:
-    """A break-glass review as JSON data."""
-    return {
-        "request_id": review.request_id,
-        "break_glass_entry": review.entry_id,
-        "used_by": review.used_by,
-        "justification": review.justification,
-        "opened_at": review.opened_at.isoformat(),
-        "due_at": review.due_at.isoformat(),
-        "closed": review.closed_at is not None,
-        "closed_at": review.closed_at.isoformat() if review.closed_at else None,
-        "signoffs": [{"id": s.id, "reviewer": s.reviewer_id, "channel": s.channel, "comment": s.comment,
-                      "at": s.at.isoformat()} for s in review.signoffs],
-    }
-
-
-def _approve_outcome(
-    state: RequestState, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    """An accepted approve or reject, flagged when it was a rubber stamp (each approver decides once)."""
-    approver = kwargs.get("approver_id", args[1] if len(args) > 1 else None)
-    stamped = any(a["approver"] == approver and a["rubber_stamp"] for a in state.approvals)
-    return "reject" if kwargs.get("reject") else "approve", (), ("rubber_stamp",) if stamped else ()
 
 
 def _check_approval_args(approver_id: str, channel: str, comment: str, auth: str = "local") -> None:

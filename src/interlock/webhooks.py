@@ -42,7 +42,8 @@ import httpx
 from interlock.core.action import ActionRequest
 from interlock.core.errors import InterlockError, PolicyError
 from interlock.core.policy import GROUP_PREFIX, Policy
-from interlock.gate import Gate, RequestState
+from interlock.gate import Gate
+from interlock.results import RequestState
 from interlock.store.base import AuditEvent, BreakGlassReview
 
 SIGNATURE_HEADER = "Interlock-Signature"

@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from conftest import ceo_payment, code_of
-from interlock.gate import Gate, RequestState
+from interlock.gate import Gate
+from interlock.results import RequestState
 
 
 def approved_ceo_payment(gate: Gate, **params: Any) -> tuple[dict[str, Any], RequestState]:

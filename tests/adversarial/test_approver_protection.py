@@ -8,7 +8,8 @@ import pytest
 from conftest import SEED, FixedClock, ceo_payment, code_of
 from interlock.core.errors import ApprovalError, RequestError
 from interlock.core.policy import load_policy
-from interlock.gate import Gate, Observation
+from interlock.gate import Gate
+from interlock.observe import Observation
 
 from .grant_flow import audit_log
 

@@ -10,7 +10,7 @@ import pytest
 from interlock.client import RemoteGate
 from interlock.core.errors import GrantError
 from interlock.enforce.guard import guard
-from interlock.gate import RequestState
+from interlock.results import RequestState
 
 from .served import cli, seed_callers, seeded_home, serving
 

@@ -28,7 +28,7 @@ from interlock.core.errors import (
 )
 from interlock.core.policy import load_policy
 from interlock.enforce.guard import guard
-from interlock.gate import Consumption, RequestState
+from interlock.results import Consumption, RequestState
 from interlock.store.base import BreakGlassReview
 from interlock.store.sqlite import SqliteStore
 

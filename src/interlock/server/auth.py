@@ -11,7 +11,8 @@ from starlette.concurrency import run_in_threadpool
 from interlock.core.approval import takes_part
 from interlock.core.errors import AuthError
 from interlock.credentials import Credentials, Identity, Role
-from interlock.gate import Gate, RequestReview
+from interlock.gate import Gate
+from interlock.results import RequestReview
 
 # Declared for the OpenAPI schema; the header is parsed below so each failure has its own reason code.
 _bearer_scheme = HTTPBearer(auto_error=False, description="`Authorization: Bearer ilk_...`")

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from interlock.gate import Observation
+from interlock.observe import Observation
 from interlock.server.auth import _bearer_scheme, caller
 from interlock.server.schemas import refusals
 

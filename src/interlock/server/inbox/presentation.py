@@ -10,7 +10,7 @@ from typing import Any
 
 from interlock.core import bursts
 from interlock.core.canonical import canonical_json
-from interlock.gate import RequestReview
+from interlock.results import RequestReview
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from interlock.core.action import from_value
 from interlock.core.approval import ApproverAuth
 from interlock.core.errors import AuthError
 from interlock.credentials import Identity
-from interlock.gate import Gate, RequestReview, RequestState, review_json
+from interlock.gate import Gate
+from interlock.results import RequestReview, RequestState, review_json
 from interlock.server.auth import approver_takes_part, caller, gate_of
 from interlock.server.bodies import read_model, read_object
 from interlock.server.schemas import (
