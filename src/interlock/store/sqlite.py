@@ -157,6 +157,7 @@ class SqliteStore:
             idle, self._idle, self._max_idle = self._idle, [], 0
         for db in idle:
             db.close()
+        self._writer.close()
 
     # --- operations --------------------------------------------------------------------------
 

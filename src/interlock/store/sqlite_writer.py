@@ -48,6 +48,7 @@ class GroupCommitWriter:
         self._state = threading.Condition()
         self._queue: list[_Write[Any]] = []
         self._leading = False
+        self._lock_fd: int | None = None
 
     def run(self, work: Work[T]) -> T:
         """Run `work(db)` in a write transaction, alone or batched with others; return once it is committed."""
@@ -99,19 +100,16 @@ class GroupCommitWriter:
         except sqlite3.Error as exc:
             raise StoreError("store.unavailable", f"SQLite store is unavailable: {exc}") from None
         try:
+            # A write alone needs no savepoint: if it fails, the whole transaction is its own to roll back.
+            alone = len(batch) == 1
             for write in batch:
-                db.execute("SAVEPOINT write")
-                try:
-                    write.result = write.work(db)
-                except sqlite3.IntegrityError as exc:  # this write's rows, not the connection
-                    db.execute("ROLLBACK TO write")
-                    write.error = StoreError("store.unavailable", f"SQLite store failed: {exc}")
-                except sqlite3.Error:
-                    raise  # the connection or the file failed: nothing in this batch is kept
-                except BaseException as error:  # noqa: BLE001 - handed to its own caller, the others go on
-                    db.execute("ROLLBACK TO write")
-                    write.error = error
-                db.execute("RELEASE write")
+                if not alone:
+                    db.execute("SAVEPOINT write")
+                _attempt(db, write, "ROLLBACK" if alone else "ROLLBACK TO write")
+                if alone and write.error is not None:
+                    return
+                if not alone:
+                    db.execute("RELEASE write")
             db.execute("COMMIT")
         except BaseException:
             try:
@@ -120,13 +118,22 @@ class GroupCommitWriter:
                 pass
             raise
 
+    def close(self) -> None:
+        with self._state:
+            fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
+
     @contextmanager
     def _file_lock(self, deadline: float) -> Iterator[None]:
-        """The advisory lock every Interlock process takes around its write transactions."""
-        try:
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StoreError("store.unavailable", f"cannot open the write lock {self._lock_path}: {exc}") from None
+        """The advisory lock every Interlock process takes around its write transactions (only the leader does)."""
+        if self._lock_fd is None:
+            try:
+                self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise StoreError("store.unavailable",
+                                 f"cannot open the write lock {self._lock_path}: {exc}") from None
+        fd = self._lock_fd
         try:
             pause = 0.0002
             while True:
@@ -141,4 +148,18 @@ class GroupCommitWriter:
                     pause = min(pause * 2, 0.002)
             yield
         finally:
-            os.close(fd)  # closing the descriptor releases the lock
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _attempt(db: sqlite3.Connection, write: _Write[Any], rollback: str) -> None:
+    """Run one write; a failure of its own is rolled back (`rollback`) and kept for its caller alone."""
+    try:
+        write.result = write.work(db)
+    except sqlite3.IntegrityError as exc:  # this write's rows, not the connection
+        db.execute(rollback)
+        write.error = StoreError("store.unavailable", f"SQLite store failed: {exc}")
+    except sqlite3.Error:
+        raise  # the connection or the file failed: nothing in this batch is kept
+    except BaseException as error:  # noqa: BLE001 - handed to its own caller, the others go on
+        db.execute(rollback)
+        write.error = error
