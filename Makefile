@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 INTEROP := tests/interop/node_modules
+MCP_NODE := tests/mcp/node/node_modules
 
 .PHONY: demo test bench lint typecheck clean
 
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/interlock demo
 
-test: $(STAMP) | $(INTEROP) $(CHROMIUM)
+test: $(STAMP) | $(INTEROP) $(MCP_NODE) $(CHROMIUM)
 	$(BIN)/pytest -q
 
 # Node's `jose`, pinned by the lock file, for the test that verifies a grant in another language.
@@ -25,6 +26,12 @@ test: $(STAMP) | $(INTEROP) $(CHROMIUM)
 $(INTEROP):
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/interop --no-audit --no-fund; \
 	else echo "npm not found: tests/e2e/test_jwt_interop.py will be skipped"; fi
+
+# The official MCP TypeScript SDK, pinned by the lock file, for the test that drives the MCP gateway with a
+# client nobody here wrote. Without npm that test skips and says why.
+$(MCP_NODE):
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tests/mcp/node --no-audit --no-fund; \
+	else echo "npm not found: tests/mcp/test_gateway_node.py will be skipped"; fi
 
 # Debian's Chromium for the browser test (Playwright drives it; no browser is downloaded). Without root
 # this only says what to run, and tests/browser skips and says why.

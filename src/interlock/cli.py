@@ -15,6 +15,7 @@ import typer
 from interlock.cli_audit import register as register_audit_commands
 from interlock.cli_break_glass import register as register_break_glass_commands
 from interlock.cli_credentials import register as register_credential_commands
+from interlock.cli_mcp import register as register_mcp_commands
 from interlock.cli_store import register as register_store_commands
 from interlock.core.action import parse_action, parse_request
 from interlock.core.decision import decide
@@ -253,6 +254,7 @@ register_credential_commands(app, _refusals, _print)
 register_store_commands(app, _refusals, _print)
 register_audit_commands(audit_app, _refusals, _print, _audit_failed)
 register_break_glass_commands(app, _with_gate, _print)
+register_mcp_commands(app, exit_code_for)
 
 
 def _is_usage_error(exc: BaseException) -> bool:

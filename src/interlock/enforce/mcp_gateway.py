@@ -1,0 +1,542 @@
+"""The MCP gateway: gates every `tools/call` of an agent through a gate before an upstream MCP server runs it.
+
+Transport-free: `McpGateway` takes a gate-like object (a local `Gate` or a `RemoteGate`) and an `Upstream`
+(anything that lists and calls tools); `mcp_transport.py` connects it to stdio and streamable HTTP.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import anyio
+import jsonschema  # type: ignore[import-untyped]
+import yaml
+from jsonschema.validators import validator_for  # type: ignore[import-untyped]
+from mcp import types
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+
+from interlock.core import strict_json
+from interlock.core.action import ACTION_NAME, CHANNEL_NAME, Principal, PrincipalKind, action_digest
+from interlock.core.errors import GrantError, InterlockError, RequestError
+from interlock.core.policy import _UniqueKeyLoader
+from interlock.results import Consumption, RequestState
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "TOOL_NAME",
+    "AgentSpec",
+    "GateLike",
+    "GatewayConfig",
+    "GatewayError",
+    "McpGateway",
+    "Screened",
+    "ToolSpec",
+    "Upstream",
+    "load_config",
+    "read_config",
+    "refusal",
+    "screen_message",
+]
+
+_log = logging.getLogger(__name__)
+
+# MCP's tool-name rule (SEP-986): 1-128 of A-Z a-z 0-9 _ - . ; here also no empty dotted segment, so the
+# name is one or more segments of an action name (`mcp.<server>.<tool>`). No `/`, `\`, spaces or controls.
+TOOL_NAME = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+MAX_TOOL_NAME = 128
+SERVER_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+# One JSON-RPC message from the agent; the strict parser's own document limit.
+MAX_MESSAGE_BYTES = strict_json.MAX_DOCUMENT_BYTES
+MAX_LISTED_PAGES = 100
+META_KEY = "interlock"
+MetaField = Literal["on_behalf_of", "channel", "justification"]
+META_FIELDS = ("on_behalf_of", "channel", "justification")
+# JSON-RPC 2.0 error codes.
+PARSE_ERROR, INVALID_REQUEST = -32700, -32600
+
+
+class GatewayError(InterlockError):
+    """The gateway could not reach, or could not complete a call on, the upstream MCP server (`mcp.*`)."""
+
+
+# --- configuration ----------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AgentSpec(_Strict):
+    """The requester: the agent identity this gateway submits as (with `--server`, its token's principal)."""
+
+    id: str = Field(pattern=r"^[^\x00-\x1f\x7f]{1,256}$")
+    kind: PrincipalKind = "agent"
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolSpec(_Strict):
+    """How one upstream tool maps to an action: its action name and resource (defaults from the gateway)."""
+
+    action: str | None = Field(default=None, pattern=ACTION_NAME, max_length=256)
+    resource: str | None = Field(default=None, pattern=r"^[^\x00-\x1f\x7f]{1,256}$")
+
+
+class GatewayConfig(_Strict):
+    """`interlock mcp-gateway --config FILE`: the mapping from MCP tool calls to action requests."""
+
+    server: str = Field(pattern=SERVER_NAME, description="the upstream's name in action names: mcp.<server>.<tool>")
+    agent: AgentSpec | None = None
+    executor: str = Field(default="mcp-gateway", pattern=r"^[^\x00-\x1f\x7f]{1,256}$")
+    resource: str | None = Field(default=None, pattern=r"^[^\x00-\x1f\x7f]{1,256}$")
+    on_behalf_of: tuple[Principal, ...] = ()
+    channel: str = Field(default="mcp", pattern=CHANNEL_NAME)
+    justification: str = Field(default="", max_length=4096)
+    # Which request fields a call may set in `params._meta.interlock`; the others come from this file only.
+    from_meta: tuple[MetaField, ...] = ("on_behalf_of", "channel", "justification")
+    tools: dict[str, ToolSpec] = Field(default_factory=dict)
+    max_argument_bytes: int = Field(default=256 * 1024, ge=2, le=MAX_MESSAGE_BYTES // 2)
+    call_timeout: float = Field(default=60.0, gt=0, le=3600)
+    connect_timeout: float = Field(default=30.0, gt=0, le=600)
+    # Environment variables of the gateway passed on to a stdio upstream (the MCP SDK passes only HOME, PATH, ...).
+    upstream_env: tuple[str, ...] = ()
+
+    @field_validator("tools")
+    @classmethod
+    def _tool_names(cls, tools: dict[str, ToolSpec]) -> dict[str, ToolSpec]:
+        for name in tools:
+            _check_tool_name(name)
+        return tools
+
+    @model_validator(mode="after")
+    def _distinct_meta(self) -> GatewayConfig:
+        if len(set(self.from_meta)) != len(self.from_meta):
+            raise ValueError("`from_meta` names a field twice")
+        return self
+
+    def action_for(self, tool: str) -> str:
+        spec = self.tools.get(tool)
+        return spec.action if spec and spec.action else f"mcp.{self.server}.{tool}"
+
+    def resource_for(self, tool: str) -> str:
+        spec = self.tools.get(tool)
+        return (spec.resource if spec and spec.resource else None) or self.resource or f"mcp:{self.server}"
+
+
+def load_config(text: str | bytes) -> GatewayConfig:
+    """Parse a gateway config (YAML, duplicate keys refused); any problem is `input.invalid` naming where."""
+    try:
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise RequestError("input.invalid", f"gateway config: YAML error{where}: "
+                                            f"{getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(document, dict):
+        raise RequestError("input.invalid", "gateway config: a YAML mapping with at least `server`")
+    try:
+        return GatewayConfig.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "$"
+        code = "input.unknown_field" if first["type"] == "extra_forbidden" else "input.invalid"
+        raise RequestError(code, f"gateway config: `{where}`: {first['msg']}") from None
+
+
+def read_config(path: Path) -> GatewayConfig:
+    try:
+        return load_config(path.read_bytes())
+    except OSError as exc:
+        raise RequestError("input.unreadable", f"cannot read {path}: {exc.strerror}") from None
+
+
+# --- what the gateway talks to -------------------------------------------------------------------------
+
+
+class GateLike(Protocol):
+    """What the gateway needs from a gate, local (`Gate`) or remote (`RemoteGate`)."""
+
+    def submit(self, document: dict[str, Any]) -> RequestState: ...
+
+    def status(self, request_id: str) -> RequestState: ...
+
+    def consume(self, grant: str, executor: str, action: dict[str, Any]) -> Consumption: ...
+
+    def report(self, jti: str, succeeded: bool, detail: str = "", *, executor: str | None = None) -> Any: ...
+
+
+class Upstream(Protocol):
+    """The MCP server behind the gateway. Raises `GatewayError` (`mcp.*`) for anything but a result."""
+
+    async def ready(self) -> None:
+        """Return once a session is open (connecting if needed); `mcp.upstream_unavailable` otherwise."""
+
+    async def list_tools(self) -> list[types.Tool]: ...
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], timeout: float) -> types.CallToolResult:
+        """Send one tools/call once; never retried. A timeout or a lost connection is a `GatewayError`."""
+
+
+# --- results the agent sees ------------------------------------------------------------------------------
+
+
+def refusal(code: str, message: str, **data: Any) -> types.CallToolResult:
+    """A tool error result naming a reason code: the call was not forwarded (or its outcome is unknown)."""
+    return _result(f"interlock: {code}: {message}", {"outcome": "refused", "code": code, "message": message, **data})
+
+
+def _result(text: str, meta: dict[str, Any]) -> types.CallToolResult:
+    # isError: the tool did not run (or did not finish) here; it also keeps a client from checking this
+    # text against the tool's outputSchema, which only a real result can match.
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], isError=True,
+                                _meta={META_KEY: meta})
+
+
+def _denied(state: RequestState) -> types.CallToolResult:
+    reasons = ", ".join(state.reasons)
+    return _result(
+        f"interlock: denied ({reasons}): {state.explanation}. The call was not executed; the same arguments will"
+        f" be denied again. Request {state.request_id}.",
+        {"outcome": "denied", "request_id": state.request_id, "reasons": list(state.reasons),
+         "explanation": state.explanation},
+    )
+
+
+def _pending(state: RequestState, tool: str, channel: str) -> types.CallToolResult:
+    lines = [f"interlock: this call waits for approval and was NOT executed. Request {state.request_id}."]
+    approvers = []
+    for requirement in state.requirements:
+        who = ", ".join(requirement.get("approvers", ()))
+        other = f", over another channel than `{channel}`" if requirement.get("separate_channel") else ""
+        lines.append(f"Needs {requirement.get('quorum')} approval(s) from: {who}{other}.")
+        approvers.append({key: requirement.get(key) for key in ("rule_id", "approvers", "quorum", "separate_channel")})
+    expires = state.expires_at.astimezone(datetime.UTC).isoformat() if state.expires_at else None
+    if expires:
+        lines.append(f"The approval window closes at {expires}.")
+    if state.binding_code:
+        need = "must type it to approve" if state.sensitive else "use it to recognise this request"
+        lines.append(f"Binding code: {state.binding_code}. Give it to your user, who passes it to the approvers on"
+                     f" their own channel; the approvers {need}.")
+    lines.append(f"Once approved, call `{tool}` again with exactly the same arguments: it then runs once. Other"
+                 " arguments are a new request that needs its own approval.")
+    return _result(" ".join(lines), {
+        "outcome": "pending_approval", "request_id": state.request_id, "approvers": approvers,
+        "expires_at": expires, "binding_code": state.binding_code, "binding_code_required": state.sensitive,
+        "retry": "the same tool with exactly the same arguments",
+    })
+
+
+def _ended(state: RequestState, tool: str) -> types.CallToolResult:
+    word = {"rejected": "was rejected by an approver", "expired": "expired before it was approved"}.get(
+        state.outcome, f"is {state.outcome}")
+    return _result(
+        f"interlock: request {state.request_id} {word}; the call was not executed. Calling `{tool}` again makes"
+        " a new request.",
+        {"outcome": state.outcome, "request_id": state.request_id},
+    )
+
+
+def _executed(result: types.CallToolResult, consumed: Consumption) -> types.CallToolResult:
+    """The upstream's result unchanged, with what authorized it under `_meta.interlock`."""
+    meta = dict(result.meta or {})
+    meta[META_KEY] = {"outcome": "executed", "request_id": consumed.request_id, "grant": consumed.jti}
+    return result.model_copy(update={"meta": meta})
+
+
+# --- the gateway -----------------------------------------------------------------------------------------
+
+
+def _check_tool_name(name: Any) -> str:
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_TOOL_NAME or not re.fullmatch(TOOL_NAME, name):
+        shown = json.dumps(name)[:80] if isinstance(name, str) else type(name).__name__
+        raise RequestError("input.invalid", f"tool name {shown} is not 1-{MAX_TOOL_NAME} characters of"
+                                            " A-Z a-z 0-9 _ - . (no paths, spaces or control characters)")
+    return name
+
+
+@dataclass(frozen=True)
+class _Call:
+    tool: str
+    arguments: dict[str, Any]
+    request: dict[str, Any]
+    spec: dict[str, Any]
+    digest: str
+
+
+class McpGateway:
+    """Gate each tools/call: submit it as an action request, and forward it only with a grant consumed for it.
+
+    `requester` submits and reads requests (the agent's identity); `executor` consumes grants and reports
+    results (defaults to `requester`: a local gate, or a server token that is both). Blocking gate calls run
+    in worker threads.
+    """
+
+    def __init__(self, config: GatewayConfig, requester: GateLike, upstream: Upstream,
+                 executor: GateLike | None = None) -> None:
+        self.config = config
+        self.requester = requester
+        self.executor = executor or requester
+        self.upstream = upstream
+        self._tools: dict[str, types.Tool] = {}
+        self._hidden: set[str] = set()
+        # action digest -> id of the request that waits for (or got) approval: a retry of the same call finds it.
+        self.pending: dict[str, str] = {}
+        self._locks: dict[str, tuple[anyio.Lock, list[int]]] = {}
+
+    # --- tools/list ---------------------------------------------------------------------------------
+
+    async def list_tools(self) -> list[types.Tool]:
+        """The upstream's tools, schemas unchanged; a tool whose name could not be an action is left out."""
+        listed = await self.upstream.list_tools()
+        tools = {}
+        for tool in listed:
+            try:
+                _check_tool_name(tool.name)
+            except RequestError as refused:
+                if tool.name not in self._hidden:
+                    self._hidden.add(tool.name)
+                    _log.warning("upstream tool hidden from the agent: %s", refused.message)
+                continue
+            tools[tool.name] = tool
+        self._tools = tools
+        return list(tools.values())
+
+    # --- tools/call ---------------------------------------------------------------------------------
+
+    async def call_tool(self, name: Any, arguments: Any, meta: Any = None) -> types.CallToolResult:
+        """One tools/call from the agent: the upstream's result, or a tool error naming why it did not run."""
+        try:
+            call = await self._prepare(name, arguments, meta)
+            lock, users = self._locks.setdefault(call.digest, (anyio.Lock(), [0]))
+            users[0] += 1
+            try:
+                async with lock:  # one decision at a time per action: a retry never races its own approval
+                    return await self._decide(call)
+            finally:
+                users[0] -= 1
+                if not users[0]:
+                    del self._locks[call.digest]
+        except InterlockError as refused:
+            return refusal(refused.code, refused.message, **_request_of(refused))
+
+    async def _prepare(self, name: Any, arguments: Any, meta: Any) -> _Call:
+        tool = _check_tool_name(name)
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict):
+            raise RequestError("input.invalid", f"tool arguments must be a JSON object, not {_json_type(arguments)}")
+        strict_json.check_value(arguments, path="$.arguments")
+        size = len(json.dumps(arguments, ensure_ascii=False, separators=(",", ":")).encode())
+        if size > self.config.max_argument_bytes:
+            raise RequestError("input.too_large", f"tool arguments are {size} bytes, over this gateway's"
+                                                  f" {self.config.max_argument_bytes} byte limit")
+        described = self._tools.get(tool)
+        if described is None:
+            await self.list_tools()  # the upstream may have added it since the agent listed
+            described = self._tools.get(tool)
+        if described is None:
+            raise GatewayError("mcp.unknown_tool", f"the upstream has no tool `{tool}`")
+        _check_schema(tool, described.inputSchema, arguments)
+        action, resource = self.config.action_for(tool), self.config.resource_for(tool)
+        request: dict[str, Any] = {
+            "on_behalf_of": [p.model_dump(mode="json") for p in self.config.on_behalf_of],
+            "action": action, "resource": resource, "params": arguments,
+            "channel": self.config.channel, "justification": self.config.justification,
+            "context": {"mcp": {"server": self.config.server, "tool": tool}},
+            "executor": self.config.executor,
+        }
+        if self.config.agent is not None:
+            request["principal"] = self.config.agent.model_dump(mode="json")
+        request.update(self._from_meta(meta))
+        spec = {"action": action, "resource": resource, "params": arguments}
+        return _Call(tool, arguments, request, spec, action_digest(action, resource, arguments))
+
+    def _from_meta(self, meta: Any) -> dict[str, Any]:
+        """`params._meta.interlock` of the call: only the fields `from_meta` lets a call set."""
+        given = meta.get(META_KEY) if isinstance(meta, dict) else None
+        if given is None:
+            return {}
+        if not isinstance(given, dict):
+            raise RequestError("input.invalid", f"`_meta.{META_KEY}` must be a JSON object")
+        for key in given:
+            if key not in META_FIELDS:
+                raise RequestError("input.unknown_field", f"unknown field `_meta.{META_KEY}.{key}`")
+            if key not in self.config.from_meta:
+                raise RequestError("input.invalid", f"this gateway takes `{key}` from its configuration only, not"
+                                                    f" from `_meta.{META_KEY}`")
+        return dict(given)  # validated with the rest of the request by the gate
+
+    async def _decide(self, call: _Call) -> types.CallToolResult:
+        request_id = self.pending.get(call.digest)
+        if request_id is None:
+            state = await _blocking(self.requester.submit, call.request)
+            if state.outcome == "allowed":
+                if not state.grant:
+                    raise GrantError("grant.missing", f"request {state.request_id} was allowed without a grant for"
+                                                      " this gateway", request_id=state.request_id)
+                return await self._run(call, state)
+            if state.outcome == "pending_approval":
+                self.pending[call.digest] = state.request_id
+                return _pending(state, call.tool, call.request["channel"])
+            return _denied(state)
+        # A call seen before: the same arguments, so the same request, whatever its approvers did since.
+        state = await _blocking(self.requester.status, request_id)
+        if state.outcome == "pending_approval":
+            return _pending(state, call.tool, call.request["channel"])
+        if state.outcome == "approved" and state.grant:
+            return await self._run(call, state)
+        del self.pending[call.digest]
+        if state.outcome == "approved":  # approved, but its grant is no longer there to take: consumed
+            raise GrantError("grant.already_used", f"the grant of request {request_id} was already used; calling"
+                             f" `{call.tool}` again makes a new request", request_id=request_id)
+        return _ended(state, call.tool)
+
+    async def _run(self, call: _Call, state: RequestState) -> types.CallToolResult:
+        """Consume the grant (once), forward the call (once), report the result. Never retried."""
+        assert state.grant is not None
+        try:
+            # Before consuming: an upstream that is down costs no grant, and an approval survives for a retry.
+            await self.upstream.ready()
+        except GatewayError as down:
+            raise GatewayError(down.code, f"{down.message}; not executed, nothing consumed",
+                               request_id=state.request_id) from None
+        try:
+            consumed = await _blocking(self.executor.consume, state.grant, self.config.executor, call.spec)
+        except GrantError:
+            self.pending.pop(call.digest, None)  # refused for good (used, expired, policy changed): a new request
+            raise
+        self.pending.pop(call.digest, None)
+        try:
+            result = await self.upstream.call_tool(call.tool, call.arguments, self.config.call_timeout)
+        except GatewayError as failed:
+            await self._report(consumed, False, f"{failed.code}: {failed.message}")
+            raise GatewayError(failed.code, f"{failed.message}. Its grant is used up: calling again is a new"
+                               " request (the gateway never re-sends a call)", request_id=consumed.request_id,
+                               grant=consumed.jti) from None
+        except BaseException:
+            # Cancelled by the agent (or the gateway stops) after the grant was consumed: record it, then go on.
+            with anyio.CancelScope(shield=True):
+                await self._report(consumed, False, "cancelled before the upstream answered: outcome unknown")
+            raise
+        await self._report(consumed, not result.isError, _summary(result) if result.isError else "")
+        return _executed(result, consumed)
+
+    async def _report(self, consumed: Consumption, succeeded: bool, detail: str) -> None:
+        def send() -> None:
+            self.executor.report(consumed.jti, succeeded, detail[:4096], executor=self.config.executor)
+
+        try:
+            await anyio.to_thread.run_sync(send)
+        except InterlockError as error:
+            # The call ran (or may have): a lost report must not turn its outcome into an error. Say so loudly.
+            _log.error("could not report the result of grant %s: %s (%s)", consumed.jti, error.message, error.code)
+
+
+async def _blocking(method: Callable[..., Any], *args: Any) -> Any:
+    """A blocking gate call (SQLite, or HTTP to the server) in a worker thread."""
+    return await anyio.to_thread.run_sync(lambda: method(*args))
+
+
+def _request_of(error: InterlockError) -> dict[str, Any]:
+    return {k: error.detail[k] for k in ("request_id", "grant") if k in error.detail}
+
+
+def _check_schema(tool: str, schema: dict[str, Any], arguments: dict[str, Any]) -> None:
+    """Refuse arguments the tool's own input schema refuses: nobody approves a call that cannot run."""
+    try:
+        validator = validator_for(schema)
+        validator.check_schema(schema)
+        # An empty registry: `$ref`s resolve inside the schema only; nothing is ever fetched.
+        error = jsonschema.exceptions.best_match(validator(schema, registry=Registry()).iter_errors(arguments))
+    except (jsonschema.SchemaError, Unresolvable):
+        raise GatewayError("mcp.upstream_error", f"the input schema of `{tool}` is not a usable JSON Schema") from None
+    if error is not None:
+        where = "".join(f"[{json.dumps(p)}]" for p in error.absolute_path) or "the top level"
+        raise RequestError("input.invalid", f"arguments do not match `{tool}`'s input schema at {where}:"
+                                            f" {error.message[:300]}")
+
+
+def _summary(result: types.CallToolResult) -> str:
+    texts = [block.text for block in result.content if isinstance(block, types.TextContent)]
+    return ("upstream tool error: " + " ".join(texts))[:4096]
+
+
+# --- screening raw messages from the agent (strict JSON before the SDK sees them) -----------------------
+
+
+@dataclass(frozen=True)
+class Screened:
+    """A raw message from the agent: the message to hand to the MCP session, or the reply that ends it here."""
+
+    message: types.JSONRPCMessage | None = None
+    reply: dict[str, Any] | None = None
+
+
+def screen_message(raw: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Screened:
+    """Parse one JSON-RPC message with Interlock's strict parser (INVARIANT 8: no parser differential).
+
+    A tools/call that is refused gets a tool error naming the reason code; any other refused request gets a
+    JSON-RPC error; a refused notification is dropped (there is no one to answer). Nothing refused reaches
+    the gateway, so nothing refused is submitted or forwarded.
+    """
+    try:
+        value = strict_json.parse(raw, max_bytes=max_bytes)
+    except RequestError as refused:
+        return _refuse(_salvage(raw), refused, PARSE_ERROR if refused.code == "input.invalid" else INVALID_REQUEST)
+    if not isinstance(value, dict):
+        return _refuse(None, RequestError("input.invalid", "a JSON-RPC message is a JSON object"), INVALID_REQUEST)
+    if value.get("method") == "tools/call" and "id" in value:
+        params = value.get("params")
+        arguments = params.get("arguments") if isinstance(params, dict) else None
+        if not isinstance(params, dict):
+            return _refuse(value, RequestError("input.invalid", "tools/call needs `params`, a JSON object"))
+        if arguments is not None and not isinstance(arguments, dict):
+            return _refuse(value, RequestError(
+                "input.invalid", f"tool arguments must be a JSON object, not {_json_type(arguments)}"))
+        try:
+            _check_tool_name(params.get("name"))
+        except RequestError as refused:
+            return _refuse(value, refused)
+    try:
+        return Screened(message=types.JSONRPCMessage.model_validate(value))
+    except ValidationError:
+        return _refuse(value, RequestError("input.invalid", "not a JSON-RPC 2.0 message MCP knows"), INVALID_REQUEST)
+
+
+def _json_type(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(
+        type(value), "null")
+
+
+def _salvage(raw: bytes) -> dict[str, Any] | None:
+    """The message as a lenient parser reads it, only to find whom to answer (never to act on)."""
+    try:
+        # Numbers are not converted (an integer of 5,000 digits would stop int()); an id is a short one.
+        value = json.loads(raw, parse_int=lambda text: int(text) if len(text) <= 20 else None)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _refuse(message: dict[str, Any] | None, refused: RequestError, rpc_code: int = INVALID_REQUEST) -> Screened:
+    request_id = message.get("id") if message else None
+    if message is not None and "method" in message and "id" not in message:
+        _log.warning("dropped a notification from the agent: %s: %s", refused.code, refused.message)
+        return Screened()
+    if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
+        request_id = None  # JSON-RPC: an id that cannot be read is answered as null
+    if message is not None and message.get("method") == "tools/call" and request_id is not None:
+        result = refusal(refused.code, refused.message)
+        return Screened(reply={"jsonrpc": "2.0", "id": request_id,
+                               "result": result.model_dump(by_alias=True, mode="json", exclude_none=True)})
+    return Screened(reply={"jsonrpc": "2.0", "id": request_id, "error": {
+        "code": rpc_code, "message": f"interlock: {refused.code}: {refused.message}", "data": {"code": refused.code}}})
+
