@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import floor, http_paths, interlock_paths, peers, report, rule_scaling
+from bench import audit_log, cluster, floor, http_paths, interlock_paths, peers, report, rule_scaling
 from bench.common import POLICY_YAML, REQUEST_BYTES
 from bench.measure import Subject, calibrate, run_rounds
 from interlock.core.policy import load_policy
@@ -91,6 +91,10 @@ def main() -> int:
                         help="after the table, run `interlock serve` and load it over HTTP (issue 3; default on)")
     parser.add_argument("--http-seconds", type=float, default=4.0,
                         help="measured seconds per HTTP row, after a 1 s warm-up (default 4)")
+    parser.add_argument("--audit", action=argparse.BooleanOptionalAction, default=True,
+                        help="the audit log section: append rate, checkpoints, proofs at 10^4..10^6 entries")
+    parser.add_argument("--cluster", action=argparse.BooleanOptionalAction, default=True,
+                        help="the several-nodes section: 64 consumers over 3 nodes on PostgreSQL vs 1 on SQLite")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
     args = parser.parse_args()
     rounds, budget = (3, 0.05) if args.quick else (args.rounds, args.budget)
@@ -123,9 +127,23 @@ def main() -> int:
             http_passed = http.passed
             document["http"] = http.to_json()
             environment["wall_seconds"] = round(time.perf_counter() - started, 1)
+        sections_passed = True
+        if args.audit:
+            sizes, audit_rounds = ((10**3, 10**4), 2) if args.quick else ((10**4, 10**5, 10**6), 10)
+            audit = audit_log.run(directory / "audit", console, sizes=sizes, rounds=audit_rounds)
+            audit_log.print_report(console, audit)
+            sections_passed &= audit.passed
+            document["audit_log"] = audit.to_json()
+        if args.cluster:
+            grants, cluster_rounds = (200, 1) if args.quick else (1000, 3)
+            nodes = cluster.run(directory / "cluster", console, grants=grants, clients=64, rounds=cluster_rounds)
+            cluster.print_report(console, nodes)
+            sections_passed &= nodes.exactly_once
+            document["cluster"] = nodes.to_json()
+        environment["wall_seconds"] = round(time.perf_counter() - started, 1)
         args.json.write_text(json.dumps(document, indent=2) + "\n")
         console.print(f"results written to {args.json}")
-    return 1 if args.strict and not (http_passed and all(t.passed for t in found)) else 0
+    return 1 if args.strict and not (http_passed and sections_passed and all(t.passed for t in found)) else 0
 
 
 if __name__ == "__main__":

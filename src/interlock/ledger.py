@@ -40,8 +40,7 @@ class Ledger:
 
     def latest(self) -> CheckpointRecord | None:
         """The newest signed checkpoint, if any."""
-        signed = self.store.checkpoints()
-        return signed[-1] if signed else None
+        return self.store.checkpoint()
 
     def checkpoint(self) -> CheckpointRecord | None:
         """Sign a checkpoint of the log as it is now, if it grew since the last one; return the newest.
@@ -81,7 +80,14 @@ class Ledger:
         size = self._signed_size(size)
         if not 0 <= index < size:
             raise AuditError("audit.out_of_range", f"entry {index} is not in the tree of {size} entries")
-        leaf, proof = self.store.read_tree(lambda node: (node(0, index), merkle.inclusion_proof(index, size, node)))
+        plan = merkle.inclusion_nodes(index, size)
+
+        def prove(node: merkle.NodeReader) -> tuple[bytes, list[bytes]]:
+            # The leaf and every node of the proof in one read (one query in a store): O(log size) nodes.
+            hashes = merkle.read_nodes([(0, index), *(n for part in plan for n in part)], node)
+            return hashes[(0, index)], merkle.proof_hashes(plan, hashes)
+
+        leaf, proof = self.store.read_tree(prove)
         return {"index": index, "size": size, "leaf_hash": leaf.hex(), "proof": [h.hex() for h in proof]}
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> dict[str, Any]:
@@ -94,11 +100,9 @@ class Ledger:
 
     def _signed_size(self, size: int | None) -> int:
         """`size`, or the newest checkpoint's: proofs are given only for trees a checkpoint signed."""
-        signed = {c.size for c in self.store.checkpoints()}
-        if size is None:
-            if not signed:
-                raise AuditError("audit.no_checkpoint", "the log has no signed checkpoint yet")
-            return max(signed)
-        if size not in signed:
+        signed = self.store.checkpoint(size)
+        if signed is None and size is None:
+            raise AuditError("audit.no_checkpoint", "the log has no signed checkpoint yet")
+        if signed is None:
             raise AuditError("audit.out_of_range", f"no checkpoint was signed at {size} entries")
-        return size
+        return signed.size

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -11,12 +11,20 @@ from hypothesis import strategies as st
 
 from interlock.audit.merkle import (
     EMPTY_ROOT,
+    BatchReader,
     MemoryTree,
+    Node,
+    completed_by,
     completed_subtrees,
+    consistency_nodes,
     consistency_proof,
+    inclusion_nodes,
     inclusion_proof,
     leaf_hash,
     node_hash,
+    proof_hashes,
+    range_nodes,
+    read_nodes,
     root,
     tree_root,
     verify_consistency,
@@ -188,8 +196,12 @@ def test_trivial_consistency_has_an_empty_proof_and_needs_equal_or_empty_roots()
     lambda: TREE.root(-1),
     lambda: TREE.node(0, MAX),
     lambda: completed_subtrees(-1, LEAVES[0], TREE.node),
+    lambda: completed_by(-1, LEAVES[:2], TREE.node),
+    lambda: inclusion_nodes(5, 5),
+    lambda: consistency_nodes(6, 5),
 ], ids=["empty-tree", "index-at-size", "negative-index", "size-beyond-log", "old-after-new", "negative-old",
-        "new-beyond-log", "root-beyond-log", "negative-root", "missing-node", "negative-leaf"])
+        "new-beyond-log", "root-beyond-log", "negative-root", "missing-node", "negative-leaf", "negative-run",
+        "plan-index-at-size", "plan-old-after-new"])
 def test_out_of_range_requests_are_refused(call: Callable[[], object]) -> None:
     with pytest.raises(AuditError) as raised:
         call()
@@ -203,3 +215,110 @@ def test_hashes_of_the_wrong_length_never_verify() -> None:
     assert not verify_inclusion(LEAVES[3], 3, 10, proof, ROOTS[10][:31])
     assert not verify_inclusion(LEAVES[3], 3, 10, [proof[0] + b"\x00", *proof[1:]], ROOTS[10])
     assert not verify_consistency(3, 10, ROOTS[3][:31], ROOTS[10], TREE.consistency_proof(3, 10))
+
+
+# --- proof plans and batched reads --------------------------------------------------------------
+
+
+def _hashes(nodes: Sequence[Node]) -> dict[Node, bytes]:
+    return {n: TREE.node(*n) for n in nodes}
+
+
+def _flat(plan: list[tuple[Node, ...]]) -> list[Node]:
+    return [n for part in plan for n in part]
+
+
+def test_an_inclusion_plan_names_exactly_the_nodes_the_proof_is_made_of() -> None:
+    for size in (1, 2, 3, 7, 8, 9, 255, 256, 257, MAX):
+        for index in range(size):
+            plan = inclusion_nodes(index, size)
+            assert proof_hashes(plan, _hashes(_flat(plan))) == TREE.inclusion_proof(index, size)
+            # One node per hash but the right edge's range (one node per one bit of its size), all complete.
+            assert sum(len(part) > 1 for part in plan) <= 1
+            assert len(_flat(plan)) <= 2 * size.bit_length()
+            assert all((i + 1) << level <= size for level, i in _flat(plan))
+
+
+def test_a_consistency_plan_names_exactly_the_nodes_the_proof_is_made_of() -> None:
+    for size in (1, 2, 3, 7, 8, 9, 255, 256, 257, MAX):
+        for old in range(size + 1):
+            plan = consistency_nodes(old, size)
+            assert proof_hashes(plan, _hashes(_flat(plan))) == TREE.consistency_proof(old, size)
+            assert len(_flat(plan)) <= 2 * size.bit_length() + 1
+    assert consistency_nodes(0, 5) == consistency_nodes(5, 5) == []
+
+
+def test_range_nodes_are_the_perfect_subtrees_of_a_range_largest_first() -> None:
+    assert range_nodes(0, 0) == ()
+    assert range_nodes(0, 13) == ((3, 0), (2, 2), (0, 12))
+    assert range_nodes(8, 11) == ((1, 4), (0, 10))
+    for size in range(MAX + 1):
+        nodes = range_nodes(0, size)
+        assert sum(1 << level for level, _ in nodes) == size
+        assert proof_hashes([nodes], _hashes(list(nodes))) == [ROOTS[size]]
+
+
+def test_a_batch_reader_reads_a_whole_proof_or_root_in_one_call() -> None:
+    calls: list[list[Node]] = []
+
+    def many(nodes: Sequence[Node]) -> dict[Node, bytes]:
+        calls.append(list(nodes))
+        return _hashes(nodes)
+
+    singles: list[Node] = []
+
+    def one(level: int, index: int) -> bytes:
+        singles.append((level, index))
+        return TREE.node(level, index)
+
+    reader = BatchReader(one, many)
+    for size in (1, 9, 256, MAX):
+        for index in (0, size // 2, size - 1):
+            calls.clear()
+            assert inclusion_proof(index, size, reader) == TREE.inclusion_proof(index, size)
+            assert len(calls) == 1 and len(calls[0]) == len(set(calls[0]))
+        for old in (1, size // 2 + 1, size - 1):
+            calls.clear()
+            assert consistency_proof(old, size, reader) == TREE.consistency_proof(old, size)
+            assert len(calls) <= 1
+        calls.clear()
+        assert tree_root(size, reader) == ROOTS[size] and len(calls) == 1
+    assert singles == []
+    assert reader(2, 1) == TREE.node(2, 1) and singles == [(2, 1)]  # called as a NodeReader, it reads one node
+
+
+def test_read_nodes_reads_each_node_once_and_keeps_their_order() -> None:
+    reads: list[Node] = []
+
+    def node(level: int, index: int) -> bytes:
+        reads.append((level, index))
+        return TREE.node(level, index)
+
+    got = read_nodes([(1, 3), (0, 4), (1, 3), (2, 0)], node)
+    assert list(got) == [(1, 3), (0, 4), (2, 0)] and reads == [(1, 3), (0, 4), (2, 0)]
+    assert got[(2, 0)] == TREE.node(2, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, MAX), st.integers(0, MAX))
+def test_completed_by_completes_the_same_nodes_as_one_leaf_at_a_time(start: int, count: int) -> None:
+    count = min(count, MAX - start)
+    stored: dict[Node, bytes] = {}
+    for index in range(start):
+        for level, i, digest in completed_subtrees(index, LEAVES[index], lambda level, i: stored[(level, i)]):
+            stored[(level, i)] = digest
+    one_by_one = dict(stored)
+    for index in range(start, start + count):
+        for level, i, digest in completed_subtrees(index, LEAVES[index], lambda level, i: one_by_one[(level, i)]):
+            one_by_one[(level, i)] = digest
+    reads: list[Node] = []
+
+    def node(level: int, index: int) -> bytes:
+        reads.append((level, index))
+        return stored[(level, index)]
+
+    completed = completed_by(start, LEAVES[start : start + count], node)
+    assert {(level, i): digest for level, i, digest in completed} == {
+        key: value for key, value in one_by_one.items() if key not in stored}
+    assert completed == sorted(completed, key=lambda c: (c[0], c[1]))  # level by level, lowest index first
+    assert len({level for level, _ in reads}) == len(reads)  # at most one stored read per level

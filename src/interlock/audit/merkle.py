@@ -2,14 +2,20 @@
 
 A *node* (level, index) is the perfect subtree of 2**level leaves starting at leaf index << level; level 0
 holds the leaf hashes. Once complete, a node's hash never changes, so a store keeps one row per node and
-writes the new ones that `completed_subtrees` names on each append. Every tree head and proof below reads
-O(log n) nodes through a `NodeReader` and never rebuilds the tree.
+writes the new ones that `completed_subtrees` names on each append (`completed_by`: for a run of appended
+leaves at once). Every tree head and proof below reads O(log n) nodes through a `NodeReader` and never
+rebuilds the tree.
+
+Each proof is planned first — `inclusion_nodes` and `consistency_nodes` list the nodes it needs, without
+hashing — then those nodes are read at once (`read_nodes`: one query when the reader is a `BatchReader`)
+and combined (`proof_hashes`). The functions taking a `NodeReader` do exactly that.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from interlock.core.errors import AuditError
 
@@ -18,6 +24,26 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 NodeReader = Callable[[int, int], bytes]
 """`node(level, index)`: the stored hash of a complete perfect subtree."""
+
+Node = tuple[int, int]
+"""The coordinates (level, index) of a node."""
+
+ProofPlan = list[tuple[Node, ...]]
+"""The nodes each hash of a proof is made of, in proof order: one node, or the nodes of a range, left to right."""
+
+
+@dataclass(frozen=True)
+class BatchReader:
+    """A `NodeReader` that can also read many nodes at once, e.g. in one query: `many(nodes)` maps each to its hash.
+
+    `many` raises as `one` would for a node it cannot give; `read_nodes` uses it whenever a reader has it.
+    """
+
+    one: NodeReader
+    many: Callable[[Sequence[Node]], Mapping[Node, bytes]]
+
+    def __call__(self, level: int, index: int) -> bytes:
+        return self.one(level, index)
 
 
 def leaf_hash(leaf: bytes) -> bytes:
@@ -60,18 +86,68 @@ def completed_subtrees(index: int, leaf: bytes, node: NodeReader) -> list[tuple[
     return completed
 
 
-def range_hash(start: int, end: int, node: NodeReader) -> bytes:
-    """MTH(D[start:end]) for a subtree of the RFC's recursion, i.e. `start` aligned to a power of two >= its size."""
-    pieces: list[bytes] = []
+def completed_by(start: int, leaves: Sequence[bytes], node: NodeReader) -> list[tuple[int, int, bytes]]:
+    """Every node (level, index, hash) that becomes complete when leaf hashes `leaves` are appended from `start`.
+
+    The same nodes as `completed_subtrees` for each leaf in turn, hashed a level at a time: level 0 (the leaves)
+    first, then each level up, lowest index first within a level. `node` is read only for the left sibling of
+    a level's first new node (at most once per level), which earlier appends completed.
+    """
+    if start < 0:
+        raise AuditError("audit.out_of_range", f"leaf index {start} is negative")
+    completed = [(0, start + k, leaf) for k, leaf in enumerate(leaves)]
+    level, first, hashes = 0, start, list(leaves)
+    while len(hashes) > 1 or (hashes and first & 1):
+        if first & 1:
+            hashes.insert(0, node(level, first - 1))
+            first -= 1
+        pairs = len(hashes) // 2  # a last node without its right sibling has no parent yet
+        sha256 = hashlib.sha256  # node_hash, inlined: this loop hashes every node of the tree once
+        hashes = [sha256(b"\x01" + left + right).digest()
+                  for left, right in zip(hashes[: 2 * pairs : 2], hashes[1 : 2 * pairs : 2], strict=True)]
+        level, first = level + 1, first >> 1
+        completed.extend((level, first + k, digest) for k, digest in enumerate(hashes))
+    return completed
+
+
+def range_nodes(start: int, end: int) -> tuple[Node, ...]:
+    """The nodes MTH(D[start:end]) is made of, left to right, for a subtree of the RFC's recursion (`start`
+    aligned to a power of two >= its size): the largest perfect subtree first, then the largest of the rest."""
+    nodes: list[Node] = []
     while start < end:
         level = (end - start).bit_length() - 1
-        pieces.append(node(level, start >> level))
+        nodes.append((level, start >> level))
         start += 1 << level
-    if not pieces:
+    return tuple(nodes)
+
+
+def range_hash(start: int, end: int, node: NodeReader) -> bytes:
+    """MTH(D[start:end]) for a subtree of the RFC's recursion, i.e. `start` aligned to a power of two >= its size."""
+    nodes = range_nodes(start, end)
+    return _fold(nodes, read_nodes(nodes, node))
+
+
+def read_nodes(nodes: Iterable[Node], node: NodeReader) -> dict[Node, bytes]:
+    """The hash of each node (each read once): all in one call of `many` for a `BatchReader`, else one by one."""
+    wanted = list(dict.fromkeys(nodes))
+    if isinstance(node, BatchReader):
+        found = node.many(wanted)
+        return {n: found[n] for n in wanted}
+    return {n: node(*n) for n in wanted}
+
+
+def proof_hashes(plan: ProofPlan, hashes: Mapping[Node, bytes]) -> list[bytes]:
+    """The proof a plan describes, from the hashes of its nodes (`read_nodes`)."""
+    return [_fold(part, hashes) for part in plan]
+
+
+def _fold(nodes: Sequence[Node], hashes: Mapping[Node, bytes]) -> bytes:
+    """MTH of a range from its nodes, left to right: each node is the left sibling of the rest, folded."""
+    if not nodes:
         return EMPTY_ROOT
-    digest = pieces.pop()
-    while pieces:
-        digest = node_hash(pieces.pop(), digest)
+    digest = hashes[nodes[-1]]
+    for n in reversed(nodes[:-1]):
+        digest = node_hash(hashes[n], digest)
     return digest
 
 
@@ -82,45 +158,62 @@ def tree_root(size: int, node: NodeReader) -> bytes:
     return range_hash(0, size, node)
 
 
-def inclusion_proof(index: int, size: int, node: NodeReader) -> list[bytes]:
-    """PATH(index, D[size]) of RFC 9162 §2.1.3.1, leaf side first."""
+def inclusion_nodes(index: int, size: int) -> ProofPlan:
+    """The nodes PATH(index, D[size]) of RFC 9162 §2.1.3.1 is made of, leaf side first; no hashing, no reads.
+
+    Every part is one node but the first taken on the tree's right edge (when `size` is not a power of two):
+    that range has one node per one bit of its size. O(log size) nodes in all.
+    """
     if not 0 <= index < size:
         raise AuditError("audit.out_of_range", f"leaf {index} is not in a tree of size {size}")
-    path: list[bytes] = []
+    plan: ProofPlan = []
     low, high = 0, size
     while high - low > 1:
         split = _largest_power_of_two_below(high - low)
         if index < low + split:
-            path.append(range_hash(low + split, high, node))
+            plan.append(range_nodes(low + split, high))
             high = low + split
         else:
-            path.append(node(split.bit_length() - 1, low // split))
+            plan.append(((split.bit_length() - 1, low // split),))
             low += split
-    path.reverse()
-    return path
+    plan.reverse()
+    return plan
 
 
-def consistency_proof(old_size: int, new_size: int, node: NodeReader) -> list[bytes]:
-    """PROOF(old_size, D[new_size]) of RFC 9162 §2.1.4.1; empty when a size is 0 or both are equal."""
+def inclusion_proof(index: int, size: int, node: NodeReader) -> list[bytes]:
+    """PATH(index, D[size]) of RFC 9162 §2.1.3.1, leaf side first."""
+    plan = inclusion_nodes(index, size)
+    return proof_hashes(plan, read_nodes((n for part in plan for n in part), node))
+
+
+def consistency_nodes(old_size: int, new_size: int) -> ProofPlan:
+    """The nodes PROOF(old_size, D[new_size]) of RFC 9162 §2.1.4.1 is made of; empty when a size is 0 or both
+    are equal. No hashing, no reads; O(log new_size) nodes."""
     if not 0 <= old_size <= new_size:
         raise AuditError("audit.out_of_range", f"no consistency proof from size {old_size} to {new_size}")
     if old_size in (0, new_size):
         return []
-    proof: list[bytes] = []
+    plan: ProofPlan = []
     low, high, whole = 0, new_size, True  # `whole`: the old tree is still a complete subtree (SUBPROOF's b)
     while high != old_size:
         split = _largest_power_of_two_below(high - low)
         if old_size - low <= split:
-            proof.append(range_hash(low + split, high, node))
+            plan.append(range_nodes(low + split, high))
             high = low + split
         else:
-            proof.append(node(split.bit_length() - 1, low // split))
+            plan.append(((split.bit_length() - 1, low // split),))
             low += split
             whole = False
     if not whole:
-        proof.append(range_hash(low, high, node))
-    proof.reverse()
-    return proof
+        plan.append(range_nodes(low, high))
+    plan.reverse()
+    return plan
+
+
+def consistency_proof(old_size: int, new_size: int, node: NodeReader) -> list[bytes]:
+    """PROOF(old_size, D[new_size]) of RFC 9162 §2.1.4.1; empty when a size is 0 or both are equal."""
+    plan = consistency_nodes(old_size, new_size)
+    return proof_hashes(plan, read_nodes((n for part in plan for n in part), node))
 
 
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root_hash: bytes) -> bool:

@@ -234,6 +234,10 @@ class Store(Protocol):
         """Every signed checkpoint, oldest first."""
         ...
 
+    def checkpoint(self, size: int | None = None) -> CheckpointRecord | None:
+        """The checkpoint signed at `size` (default: the newest), or None; one row, however many there are."""
+        ...
+
     def read_tree(self, read: Callable[[NodeReader], T]) -> T:
         """`read(node)` on one consistent snapshot of the tree's nodes (those up to the newest checkpoint)."""
         ...

@@ -396,6 +396,10 @@ class PostgresStore:
         with self._transaction(_SNAPSHOT) as conn:
             return postgres_audit.checkpoints(conn)
 
+    def checkpoint(self, size: int | None = None) -> CheckpointRecord | None:
+        with self._transaction(_SNAPSHOT) as conn:
+            return postgres_audit.checkpoint(conn, size)
+
     def read_tree(self, read: Callable[[NodeReader], T]) -> T:
         with self._transaction(_SNAPSHOT) as conn:  # one snapshot: the size and every node read agree
             return read(postgres_audit.node_reader(conn, postgres_audit.tree_size(conn)))

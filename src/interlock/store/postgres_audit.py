@@ -5,12 +5,13 @@ Everything that knows the audit tables' layout lives here, so a change of layout
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
 from interlock.audit.log import AuditEntry, StoredEntry, seal
-from interlock.audit.merkle import NodeReader, completed_subtrees
+from interlock.audit.merkle import BatchReader, Node, completed_by
 from interlock.core.errors import AuditError, StoreError
 from interlock.store.base import AuditEvent, CheckpointRecord, SignCheckpoint
 from interlock.store.rows import at_micros, rfc3339, to_micros
@@ -18,6 +19,7 @@ from interlock.store.rows import at_micros, rfc3339, to_micros
 # Advisory lock keys are (namespace, key) pairs; the namespace keeps them apart from other applications' locks.
 LOCK_NAMESPACE = 0x494C4B00  # "ILK\0"
 APPEND_LOCK = 2
+NODE_CHUNK = 1 << 14  # leaves whose nodes are completed at a time when a checkpoint is signed
 
 
 def append(conn: psycopg.Connection[Any], events: list[AuditEvent]) -> None:
@@ -85,40 +87,56 @@ def sign_checkpoint(conn: psycopg.Connection[Any], sign: SignCheckpoint) -> Chec
 
 
 def _complete_nodes(conn: psycopg.Connection[Any], done: int) -> int:
-    """Write every node completed by the leaves appended since the last call; return the log's size."""
-    leaves = conn.execute("SELECT idx, leaf_hash FROM audit WHERE idx >= %s ORDER BY idx", (done,)).fetchall()
-    if not leaves:
-        row = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit").fetchone()
-        size = int(row[0]) if row else 0
-        if size < done:
-            return size  # the log lost entries its nodes were built from: the caller refuses to sign
-        return done
-    written: dict[tuple[int, int], bytes] = {}
+    """Write every node completed by the leaves appended since the last call; return the log's size.
+
+    Leaves are read, hashed a level at a time and their nodes written `NODE_CHUNK` at a time, so memory stays
+    bounded however many leaves have no nodes yet (only the newest node of each level is kept in between).
+    """
+    row = conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit").fetchone()
+    size = int(row[0]) if row else 0
+    if size <= done:
+        return size  # nothing new; fewer: the log lost entries its nodes were built from, the caller refuses to sign
     stored = node_reader(conn, done)
+    newest: dict[int, tuple[int, bytes]] = {}  # level -> (index, hash) of the last node completed there
 
     def node(level: int, index: int) -> bytes:
-        return written.get((level, index)) or stored(level, index)
+        last = newest.get(level)
+        return last[1] if last is not None and last[0] == index else stored(level, index)
 
-    size = done
-    for index, digest in leaves:
-        if index != size:
-            raise StoreError("store.unavailable", f"audit entry {size} is missing: the log cannot grow its tree")
-        for level, position, value in completed_subtrees(index, bytes(digest), node):
-            written[(level, position)] = value
-        size += 1
-    with conn.cursor() as cursor:
-        cursor.executemany("INSERT INTO audit_nodes (level, idx, hash) VALUES (%s, %s, %s)",
-                           [(level, index, value) for (level, index), value in written.items() if level > 0])
-    conn.execute("UPDATE audit_log SET tree_size = %s", (size,))
-    return size
+    reached = done
+    while reached < size:
+        stop = min(size, reached + NODE_CHUNK)
+        leaves = []
+        for index, digest in conn.execute("SELECT idx, leaf_hash FROM audit WHERE idx >= %s AND idx < %s ORDER BY idx",
+                                          (reached, stop)).fetchall():
+            if index != reached + len(leaves):
+                break
+            leaves.append(bytes(digest))
+        if reached + len(leaves) < stop:
+            raise StoreError("store.unavailable", f"audit entry {reached + len(leaves)} is missing: the log cannot"
+                                                  " grow its tree")
+        completed = completed_by(reached, leaves, node)
+        for level, position, value in completed:
+            newest[level] = (position, value)
+        # COPY, not INSERT: the rows of a first checkpoint over a long log go in several times faster.
+        with conn.cursor() as cursor, cursor.copy("COPY audit_nodes (level, idx, hash) FROM STDIN") as copy:
+            for row in completed:
+                if row[0] > 0:
+                    copy.write_row(row)
+        reached = stop
+    conn.execute("UPDATE audit_log SET tree_size = %s", (reached,))
+    return reached
 
 
-def node_reader(conn: psycopg.Connection[Any], size: int) -> NodeReader:
-    """The stored nodes of the tree of `size` leaves (level 0 is the leaf hashes)."""
+def node_reader(conn: psycopg.Connection[Any], size: int) -> BatchReader:
+    """The stored nodes of the tree of `size` leaves (level 0 is the leaf hashes): one by one, or many in one query."""
 
-    def node(level: int, index: int) -> bytes:
+    def check(level: int, index: int) -> None:
         if (index + 1) << level > size:
             raise AuditError("audit.out_of_range", f"node ({level}, {index}) is beyond the tree of {size} entries")
+
+    def one(level: int, index: int) -> bytes:
+        check(level, index)
         if level == 0:
             row = conn.execute("SELECT leaf_hash FROM audit WHERE idx = %s", (index,)).fetchone()
         else:
@@ -127,12 +145,37 @@ def node_reader(conn: psycopg.Connection[Any], size: int) -> NodeReader:
             raise StoreError("store.unavailable", f"audit tree node ({level}, {index}) is missing")
         return bytes(row[0])
 
-    return node
+    def many(nodes: Sequence[Node]) -> dict[Node, bytes]:
+        for level, index in nodes:
+            check(level, index)
+        inner = [(level, index) for level, index in nodes if level > 0]
+        rows = conn.execute(_NODES, ([level for level, _ in inner], [index for _, index in inner],
+                                     [index for level, index in nodes if level == 0])).fetchall()
+        found = {(int(level), int(index)): bytes(digest) for level, index, digest in rows}
+        for level, index in nodes:
+            if (level, index) not in found:
+                raise StoreError("store.unavailable", f"audit tree node ({level}, {index}) is missing")
+        return found
+
+    return BatchReader(one, many)
+
+
+# Many nodes in one round trip: each inner node by its primary key, the leaves (level 0) from the audit table.
+_NODES = ("SELECT n.level, n.idx, n.hash FROM unnest(%s::integer[], %s::bigint[]) AS want (level, idx)"
+          " JOIN audit_nodes AS n ON n.level = want.level AND n.idx = want.idx"
+          " UNION ALL SELECT 0, idx, leaf_hash FROM audit WHERE idx = ANY(%s::bigint[])")
 
 
 def last_checkpoint(conn: psycopg.Connection[Any]) -> CheckpointRecord | None:
     row = conn.execute("SELECT size, root, note, signed_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
                        ).fetchone()
+    return _checkpoint_from_row(row) if row else None
+
+
+def checkpoint(conn: psycopg.Connection[Any], size: int | None) -> CheckpointRecord | None:
+    if size is None:
+        return last_checkpoint(conn)
+    row = conn.execute("SELECT size, root, note, signed_at FROM audit_checkpoints WHERE size = %s", (size,)).fetchone()
     return _checkpoint_from_row(row) if row else None
 
 

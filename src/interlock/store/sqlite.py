@@ -7,14 +7,14 @@ import datetime
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 from interlock.audit.log import AuditEntry, StoredEntry, seal
-from interlock.audit.merkle import NodeReader, completed_subtrees
+from interlock.audit.merkle import BatchReader, Node, NodeReader, completed_by
 from interlock.core.action import ActionRequest
 from interlock.core.conditions import History
 from interlock.core.errors import ApprovalError, AuditError, AuthError, GrantError, StoreError
@@ -47,6 +47,7 @@ from interlock.store.rows import (
 from interlock.store.sqlite_writer import GroupCommitWriter
 
 T = TypeVar("T")
+_NODE_CHUNK = 1 << 13  # leaves whose nodes are completed at a time; a longer backlog takes one write transaction each
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -354,6 +355,12 @@ class SqliteStore:
         return str(self._read("SELECT origin FROM audit_log", ())[0][0])
 
     def sign_checkpoint(self, sign: SignCheckpoint) -> CheckpointRecord | None:
+        # A long stretch without nodes (the first checkpoint of a big log, a signer that was down) has them completed
+        # `_NODE_CHUNK` leaves per write transaction first: other writers wait for one chunk at most, never for all.
+        while self._read("SELECT (SELECT coalesce(max(idx) + 1, 0) FROM audit) - tree_size FROM audit_log",
+                         ())[0][0] > _NODE_CHUNK:
+            self._writer.run(lambda db: self._complete_nodes(db, _NODE_CHUNK))
+
         def work(db: sqlite3.Connection) -> CheckpointRecord | None:
             size = self._complete_nodes(db)
             last = _last_checkpoint(db)
@@ -370,35 +377,59 @@ class SqliteStore:
         rows = self._read("SELECT size, root, note, signed_at FROM audit_checkpoints ORDER BY size", ())
         return [_checkpoint_from_row(row) for row in rows]
 
+    def checkpoint(self, size: int | None = None) -> CheckpointRecord | None:
+        if size is None:
+            with self._connection() as db:
+                return _last_checkpoint(db)
+        rows = self._read("SELECT size, root, note, signed_at FROM audit_checkpoints WHERE size = ?", (size,))
+        return _checkpoint_from_row(rows[0]) if rows else None
+
     def read_tree(self, read: Callable[[NodeReader], T]) -> T:
         with self._snapshot() as db:
             (size,) = db.execute("SELECT tree_size FROM audit_log").fetchone()
             return read(_node_reader(db, size))
 
     @staticmethod
-    def _complete_nodes(db: sqlite3.Connection) -> int:
-        """Write every node completed by the leaves appended since the last call; return the log's size."""
+    def _complete_nodes(db: sqlite3.Connection, limit: int | None = None) -> int:
+        """Write every node completed by the leaves appended since the last call; return the log's size.
+
+        With `limit`, only the nodes of the next `limit` leaves (a bounded write transaction), returning the size
+        the nodes then reach. Leaves are read, and nodes written, `_NODE_CHUNK` at a time: memory stays bounded
+        whatever the number of leaves, as only the newest node of each level is kept to hash the next ones with.
+        """
         (done,) = db.execute("SELECT tree_size FROM audit_log").fetchone()
         (size,) = db.execute("SELECT coalesce(max(idx) + 1, 0) FROM audit").fetchone()
         if size < done:
             return int(size)  # the log lost entries its nodes were built from: the caller refuses to sign
-        written: dict[tuple[int, int], bytes] = {}
+        if limit is not None:
+            size = min(size, done + limit)
         stored = _node_reader(db, done)
+        newest: dict[int, tuple[int, bytes]] = {}  # level -> (index, hash) of the last node completed there
 
         def node(level: int, index: int) -> bytes:
-            return written.get((level, index)) or stored(level, index)
+            last = newest.get(level)
+            return last[1] if last is not None and last[0] == index else stored(level, index)
 
-        size = done
-        for index, digest in db.execute("SELECT idx, leaf_hash FROM audit WHERE idx >= ? ORDER BY idx", (done,)):
-            if index != size:
-                raise StoreError("store.unavailable", f"audit entry {size} is missing: the log cannot grow its tree")
-            for level, position, value in completed_subtrees(index, bytes(digest), node):
-                written[(level, position)] = value
-            size += 1
-        db.executemany("INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)",
-                       [(level, index, value) for (level, index), value in written.items() if level > 0])
-        db.execute("UPDATE audit_log SET tree_size = ?", (size,))
-        return size
+        reached = done
+        while reached < size:
+            stop = min(size, reached + _NODE_CHUNK)
+            leaves = []
+            for index, digest in db.execute("SELECT idx, leaf_hash FROM audit WHERE idx >= ? AND idx < ? ORDER BY idx",
+                                            (reached, stop)).fetchall():
+                if index != reached + len(leaves):
+                    break
+                leaves.append(bytes(digest))
+            if reached + len(leaves) < stop:
+                raise StoreError("store.unavailable", f"audit entry {reached + len(leaves)} is missing: the log cannot"
+                                                      " grow its tree")
+            completed = completed_by(reached, leaves, node)
+            for level, position, value in completed:
+                newest[level] = (position, value)
+            db.executemany("INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)",
+                           [row for row in completed if row[0] > 0])
+            reached = stop
+        db.execute("UPDATE audit_log SET tree_size = ?", (reached,))
+        return reached
 
     # --- credentials --------------------------------------------------------------------------
 
@@ -552,12 +583,15 @@ _SELECT_CREDENTIALS = (
 
 
 
-def _node_reader(db: sqlite3.Connection, size: int) -> NodeReader:
-    """The stored nodes of the tree of `size` leaves (level 0 is the leaf hashes)."""
+def _node_reader(db: sqlite3.Connection, size: int) -> BatchReader:
+    """The stored nodes of the tree of `size` leaves (level 0 is the leaf hashes): one by one, or many in one query."""
 
-    def node(level: int, index: int) -> bytes:
+    def check(level: int, index: int) -> None:
         if (index + 1) << level > size:
             raise AuditError("audit.out_of_range", f"node ({level}, {index}) is beyond the tree of {size} entries")
+
+    def one(level: int, index: int) -> bytes:
+        check(level, index)
         if level == 0:
             row = db.execute("SELECT leaf_hash FROM audit WHERE idx = ?", (index,)).fetchone()
         else:
@@ -566,7 +600,27 @@ def _node_reader(db: sqlite3.Connection, size: int) -> NodeReader:
             raise StoreError("store.unavailable", f"audit tree node ({level}, {index}) is missing")
         return bytes(row[0])
 
-    return node
+    def many(nodes: Sequence[Node]) -> dict[Node, bytes]:
+        for level, index in nodes:
+            check(level, index)
+        rows = db.execute(_NODES, (json.dumps(nodes),)).fetchall()
+        found = {(level, index): bytes(digest) for level, index, digest in rows}
+        for level, index in nodes:
+            if (level, index) not in found:
+                raise StoreError("store.unavailable", f"audit tree node ({level}, {index}) is missing")
+        return found
+
+    return BatchReader(one, many)
+
+
+# Many nodes in one query, given as a JSON array of [level, index] pairs: each inner node by its primary key, the
+# leaves (level 0) from the audit table. The CROSS JOINs keep SQLite from scanning either table.
+_NODES = ("WITH want (level, idx) AS"
+          " (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
+          " SELECT n.level, n.idx, n.hash FROM want CROSS JOIN audit_nodes AS n"
+          " ON n.level = want.level AND n.idx = want.idx"
+          " UNION ALL SELECT 0, a.idx, a.leaf_hash FROM want CROSS JOIN audit AS a"
+          " ON want.level = 0 AND a.idx = want.idx")
 
 
 def _last_checkpoint(db: sqlite3.Connection) -> CheckpointRecord | None:
