@@ -30,6 +30,7 @@ from interlock.store.base import BreakGlassReview, ReviewSignoff
 __all__ = ["DEFAULT_TIMEOUT", "MAX_WAIT_CHUNK", "RemoteGate", "ReportedResult", "error_for"]
 
 DEFAULT_TIMEOUT = 10.0
+KEEPALIVE_EXPIRY = 2.0  # seconds; under the server's 5 s keep-alive timeout
 # The server's `?wait=` ceiling (server/routes/requests.py); longer waits are several long-polls.
 MAX_WAIT_CHUNK = 60.0
 _PENDING = "pending_approval"
@@ -85,6 +86,9 @@ class RemoteGate:
         self._http = httpx.Client(
             base_url=self.url, timeout=timeout, transport=transport, follow_redirects=False,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            # uvicorn closes a keep-alive connection after 5 s idle; a POST sent on one it is closing gets no
+            # answer and is not retried, so idle connections are dropped well before that.
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
         )
 
     def __repr__(self) -> str:
