@@ -6,8 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from interlock.audit.checkpoint import VerifierKey, open_checkpoint
+from interlock.audit.export import verify_export
+from interlock.audit.log import Verification
 
 from .e2e_support import REQUESTS, Run
 
@@ -46,8 +50,8 @@ def test_an_export_verifies_offline_with_the_public_key_alone(interlock: Run, ex
     key_file = tmp_path / "log.vkey"
     key_file.write_text(key + "\n")
     # A real process in another directory, with no home: nothing but the file and the key.
-    for given in (key, key_file):
-        body = interlock("audit", "verify", "--export", path, "--public-key", given, cwd=tmp_path).ok()
+    for key_given in (key, key_file):
+        body = interlock("audit", "verify", "--export", path, "--public-key", key_given, cwd=tmp_path).ok()
         assert body["ok"] is True and (body["entries"], body["signed"]) == (2, 2)
     assert not (tmp_path / ".interlock").exists()
     document = json.loads(path.read_text())
@@ -126,3 +130,40 @@ def test_a_checkpoint_is_signed_once_per_size(cli: Run, home: Path) -> None:
     assert (first["size"], second["size"]) == (1, 2)
     verified = cli("audit", "verify", "--home", home).ok()
     assert (verified["entries"], verified["signed"]) == (2, 2)
+
+
+def _verify_document(document: dict[str, object], key: str) -> Verification:
+    return verify_export(json.dumps(document).encode(), VerifierKey.parse(key))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_flipping_any_byte_of_any_entry_fails_offline(exported: tuple[Path, str], data: st.DataObject) -> None:
+    path, key = exported
+    document = json.loads(path.read_text())
+    entries: list[str] = document["entries"]
+    index = data.draw(st.integers(0, len(entries) - 1), label="entry")
+    raw = bytearray(entries[index].encode())
+    at = data.draw(st.integers(0, len(raw) - 1), label="byte")
+    raw[at] ^= data.draw(st.integers(1, 127), label="xor")
+    try:
+        entries[index] = raw.decode()
+    except UnicodeDecodeError:
+        assume(False)  # the export holds text: a flip inside a multi-byte character cannot be written into it
+
+    result = _verify_document(document, key)
+
+    assert not result.ok
+    assert any("(rewritten)" in problem for problem in result.problems), result.problems
+
+
+def test_swapping_two_entries_fails_offline_and_names_them(exported: tuple[Path, str]) -> None:
+    path, key = exported
+    document = json.loads(path.read_text())
+    document["entries"][0], document["entries"][1] = document["entries"][1], document["entries"][0]
+
+    problems = _verify_document(document, key).problems
+
+    assert "entry 0: its content says index 1 (entry moved)" in problems
+    assert "entry 1: its content says index 0 (entry moved)" in problems
+    assert any("(rewritten)" in problem for problem in problems)
