@@ -11,8 +11,9 @@ from typing import Any
 import psycopg
 
 from interlock.audit.log import AuditEntry, StoredEntry, seal
-from interlock.audit.merkle import BatchReader, Node, completed_by
+from interlock.audit.merkle import BatchReader, Node
 from interlock.core.errors import AuditError, StoreError
+from interlock.store import tree
 from interlock.store.base import AuditEvent, CheckpointRecord, SignCheckpoint
 from interlock.store.rows import at_micros, rfc3339, to_micros
 
@@ -96,36 +97,18 @@ def _complete_nodes(conn: psycopg.Connection[Any], done: int) -> int:
     size = int(row[0]) if row else 0
     if size <= done:
         return size  # nothing new; fewer: the log lost entries its nodes were built from, the caller refuses to sign
-    stored = node_reader(conn, done)
-    newest: dict[int, tuple[int, bytes]] = {}  # level -> (index, hash) of the last node completed there
+    def leaves(start: int, stop: int) -> list[tuple[int, bytes]]:
+        return conn.execute("SELECT idx, leaf_hash FROM audit WHERE idx >= %s AND idx < %s ORDER BY idx",
+                            (start, stop)).fetchall()
 
-    def node(level: int, index: int) -> bytes:
-        last = newest.get(level)
-        return last[1] if last is not None and last[0] == index else stored(level, index)
-
-    reached = done
-    while reached < size:
-        stop = min(size, reached + NODE_CHUNK)
-        leaves = []
-        for index, digest in conn.execute("SELECT idx, leaf_hash FROM audit WHERE idx >= %s AND idx < %s ORDER BY idx",
-                                          (reached, stop)).fetchall():
-            if index != reached + len(leaves):
-                break
-            leaves.append(bytes(digest))
-        if reached + len(leaves) < stop:
-            raise StoreError("store.unavailable", f"audit entry {reached + len(leaves)} is missing: the log cannot"
-                                                  " grow its tree")
-        completed = completed_by(reached, leaves, node)
-        for level, position, value in completed:
-            newest[level] = (position, value)
+    for completed in tree.grow(done, size, leaves, node_reader(conn, done), NODE_CHUNK):
         # COPY, not INSERT: the rows of a first checkpoint over a long log go in several times faster.
         with conn.cursor() as cursor, cursor.copy("COPY audit_nodes (level, idx, hash) FROM STDIN") as copy:
             for row in completed:
                 if row[0] > 0:
                     copy.write_row(row)
-        reached = stop
-    conn.execute("UPDATE audit_log SET tree_size = %s", (reached,))
-    return reached
+    conn.execute("UPDATE audit_log SET tree_size = %s", (size,))
+    return size
 
 
 def node_reader(conn: psycopg.Connection[Any], size: int) -> BatchReader:

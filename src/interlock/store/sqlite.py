@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from interlock.audit.log import AuditEntry, StoredEntry, seal
-from interlock.audit.merkle import BatchReader, Node, NodeReader, completed_by
+from interlock.audit.merkle import BatchReader, Node, NodeReader
 from interlock.core.action import ActionRequest
 from interlock.core.conditions import History
 from interlock.core.errors import ApprovalError, AuditError, AuthError, GrantError, StoreError
+from interlock.store import tree
 from interlock.store.base import (
     AuditEvent,
     BreakGlassReview,
@@ -403,33 +404,16 @@ class SqliteStore:
             return int(size)  # the log lost entries its nodes were built from: the caller refuses to sign
         if limit is not None:
             size = min(size, done + limit)
-        stored = _node_reader(db, done)
-        newest: dict[int, tuple[int, bytes]] = {}  # level -> (index, hash) of the last node completed there
 
-        def node(level: int, index: int) -> bytes:
-            last = newest.get(level)
-            return last[1] if last is not None and last[0] == index else stored(level, index)
+        def leaves(start: int, stop: int) -> list[tuple[int, bytes]]:
+            return db.execute("SELECT idx, leaf_hash FROM audit WHERE idx >= ? AND idx < ? ORDER BY idx",
+                              (start, stop)).fetchall()
 
-        reached = done
-        while reached < size:
-            stop = min(size, reached + _NODE_CHUNK)
-            leaves = []
-            for index, digest in db.execute("SELECT idx, leaf_hash FROM audit WHERE idx >= ? AND idx < ? ORDER BY idx",
-                                            (reached, stop)).fetchall():
-                if index != reached + len(leaves):
-                    break
-                leaves.append(bytes(digest))
-            if reached + len(leaves) < stop:
-                raise StoreError("store.unavailable", f"audit entry {reached + len(leaves)} is missing: the log cannot"
-                                                      " grow its tree")
-            completed = completed_by(reached, leaves, node)
-            for level, position, value in completed:
-                newest[level] = (position, value)
+        for completed in tree.grow(done, size, leaves, _node_reader(db, done), _NODE_CHUNK):
             db.executemany("INSERT INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)",
                            [row for row in completed if row[0] > 0])
-            reached = stop
-        db.execute("UPDATE audit_log SET tree_size = ?", (reached,))
-        return reached
+        db.execute("UPDATE audit_log SET tree_size = ?", (size,))
+        return int(size)
 
     # --- credentials --------------------------------------------------------------------------
 
