@@ -101,7 +101,9 @@ class GatewayConfig(_Strict):
     channel: str = Field(default="mcp", pattern=CHANNEL_NAME)
     justification: str = Field(default="", max_length=4096)
     # Which request fields a call may set in `params._meta.interlock`; the others come from this file only.
-    from_meta: tuple[MetaField, ...] = ("on_behalf_of", "channel", "justification")
+    # None by default: the channel and the delegation chain feed policy conditions and `separate_channel`, so
+    # an agent may claim them only where the deployment says so.
+    from_meta: tuple[MetaField, ...] = ()
     tools: dict[str, ToolSpec] = Field(default_factory=dict)
     max_argument_bytes: int = Field(default=256 * 1024, ge=2, le=MAX_MESSAGE_BYTES // 2)
     call_timeout: float = Field(default=60.0, gt=0, le=3600)
