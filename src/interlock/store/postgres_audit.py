@@ -12,7 +12,7 @@ import psycopg
 
 from interlock.audit.log import AuditEntry, StoredEntry, seal
 from interlock.audit.merkle import BatchReader, Node
-from interlock.core.errors import AuditError, StoreError
+from interlock.core.errors import StoreError
 from interlock.store import tree
 from interlock.store.base import AuditEvent, CheckpointRecord, SignCheckpoint
 from interlock.store.rows import at_micros, rfc3339, to_micros
@@ -112,35 +112,15 @@ def _complete_nodes(conn: psycopg.Connection[Any], done: int) -> int:
 
 
 def node_reader(conn: psycopg.Connection[Any], size: int) -> BatchReader:
-    """The stored nodes of the tree of `size` leaves (level 0 is the leaf hashes): one by one, or many in one query."""
+    """The stored nodes of the tree of `size` leaves, many in one query."""
 
-    def check(level: int, index: int) -> None:
-        if (index + 1) << level > size:
-            raise AuditError("audit.out_of_range", f"node ({level}, {index}) is beyond the tree of {size} entries")
-
-    def one(level: int, index: int) -> bytes:
-        check(level, index)
-        if level == 0:
-            row = conn.execute("SELECT leaf_hash FROM audit WHERE idx = %s", (index,)).fetchone()
-        else:
-            row = conn.execute("SELECT hash FROM audit_nodes WHERE level = %s AND idx = %s", (level, index)).fetchone()
-        if row is None:
-            raise StoreError("store.unavailable", f"audit tree node ({level}, {index}) is missing")
-        return bytes(row[0])
-
-    def many(nodes: Sequence[Node]) -> dict[Node, bytes]:
-        for level, index in nodes:
-            check(level, index)
+    def fetch(nodes: Sequence[Node]) -> dict[Node, bytes]:
         inner = [(level, index) for level, index in nodes if level > 0]
         rows = conn.execute(_NODES, ([level for level, _ in inner], [index for _, index in inner],
                                      [index for level, index in nodes if level == 0])).fetchall()
-        found = {(int(level), int(index)): bytes(digest) for level, index, digest in rows}
-        for level, index in nodes:
-            if (level, index) not in found:
-                raise StoreError("store.unavailable", f"audit tree node ({level}, {index}) is missing")
-        return found
+        return {(int(level), int(index)): bytes(digest) for level, index, digest in rows}
 
-    return BatchReader(one, many)
+    return tree.stored_nodes(size, fetch)
 
 
 # Many nodes in one round trip: each inner node by its primary key, the leaves (level 0) from the audit table.

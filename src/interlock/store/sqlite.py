@@ -17,7 +17,7 @@ from interlock.audit.log import AuditEntry, StoredEntry, seal
 from interlock.audit.merkle import BatchReader, Node, NodeReader
 from interlock.core.action import ActionRequest
 from interlock.core.conditions import History
-from interlock.core.errors import ApprovalError, AuditError, AuthError, GrantError, StoreError
+from interlock.core.errors import ApprovalError, AuthError, GrantError, StoreError
 from interlock.store import tree
 from interlock.store.base import (
     AuditEvent,
@@ -568,33 +568,13 @@ _SELECT_CREDENTIALS = (
 
 
 def _node_reader(db: sqlite3.Connection, size: int) -> BatchReader:
-    """The stored nodes of the tree of `size` leaves (level 0 is the leaf hashes): one by one, or many in one query."""
+    """The stored nodes of the tree of `size` leaves, many in one query."""
 
-    def check(level: int, index: int) -> None:
-        if (index + 1) << level > size:
-            raise AuditError("audit.out_of_range", f"node ({level}, {index}) is beyond the tree of {size} entries")
-
-    def one(level: int, index: int) -> bytes:
-        check(level, index)
-        if level == 0:
-            row = db.execute("SELECT leaf_hash FROM audit WHERE idx = ?", (index,)).fetchone()
-        else:
-            row = db.execute("SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?", (level, index)).fetchone()
-        if row is None:
-            raise StoreError("store.unavailable", f"audit tree node ({level}, {index}) is missing")
-        return bytes(row[0])
-
-    def many(nodes: Sequence[Node]) -> dict[Node, bytes]:
-        for level, index in nodes:
-            check(level, index)
+    def fetch(nodes: Sequence[Node]) -> dict[Node, bytes]:
         rows = db.execute(_NODES, (json.dumps(nodes),)).fetchall()
-        found = {(level, index): bytes(digest) for level, index, digest in rows}
-        for level, index in nodes:
-            if (level, index) not in found:
-                raise StoreError("store.unavailable", f"audit tree node ({level}, {index}) is missing")
-        return found
+        return {(level, index): bytes(digest) for level, index, digest in rows}
 
-    return BatchReader(one, many)
+    return tree.stored_nodes(size, fetch)
 
 
 # Many nodes in one query, given as a JSON array of [level, index] pairs: each inner node by its primary key, the

@@ -1,4 +1,5 @@
-"""Growing the audit log's Merkle tree from stored leaves, the same way on every store.
+"""The audit log's Merkle tree over a store's rows, the same way on every store: reading its nodes, and
+growing it from stored leaves.
 
 A store calls `grow` with the leaves its nodes already reach (`done`), the log's size, a reader of the
 leaf hashes in a range, its stored nodes and a chunk size; it gets back, chunk by chunk, the nodes each
@@ -8,16 +9,35 @@ so memory stays bounded however long the backlog.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
-from interlock.audit.merkle import NodeReader, completed_by
-from interlock.core.errors import StoreError
+from interlock.audit.merkle import BatchReader, Node, NodeReader, completed_by
+from interlock.core.errors import AuditError, StoreError
 
-Node = tuple[int, int, bytes]  # (level, index, hash)
+Completed = tuple[int, int, bytes]  # (level, index, hash)
 LeafRange = Callable[[int, int], list[tuple[int, bytes]]]  # (start, stop) -> [(index, leaf hash)] in index order
 
 
-def grow(done: int, size: int, leaves: LeafRange, stored: NodeReader, chunk: int) -> Iterator[list[Node]]:
+def stored_nodes(size: int, fetch: Callable[[Sequence[Node]], dict[Node, bytes]]) -> BatchReader:
+    """The stored nodes of the tree of `size` leaves, read by `fetch` (level 0: the leaf hashes; many in one query).
+
+    A node beyond the tree is `audit.out_of_range`; one the store should have and does not, `store.unavailable`.
+    """
+
+    def many(nodes: Sequence[Node]) -> dict[Node, bytes]:
+        for level, index in nodes:
+            if (index + 1) << level > size:
+                raise AuditError("audit.out_of_range", f"node ({level}, {index}) is beyond the tree of {size} entries")
+        found = fetch(nodes)
+        for level, index in nodes:
+            if (level, index) not in found:
+                raise StoreError("store.unavailable", f"audit tree node ({level}, {index}) is missing")
+        return found
+
+    return BatchReader(lambda level, index: many([(level, index)])[(level, index)], many)
+
+
+def grow(done: int, size: int, leaves: LeafRange, stored: NodeReader, chunk: int) -> Iterator[list[Completed]]:
     """Yield the nodes each chunk of leaves from `done` to `size` completes, in order."""
     newest: dict[int, tuple[int, bytes]] = {}  # level -> (index, hash) of the last node completed there
 
