@@ -16,6 +16,7 @@ from interlock.cli_audit import register as register_audit_commands
 from interlock.cli_break_glass import register as register_break_glass_commands
 from interlock.cli_credentials import register as register_credential_commands
 from interlock.cli_mcp import register as register_mcp_commands
+from interlock.cli_proxy import register as register_proxy_commands
 from interlock.cli_store import register as register_store_commands
 from interlock.core.action import parse_action, parse_request
 from interlock.core.decision import decide
@@ -255,6 +256,7 @@ register_store_commands(app, _refusals, _print)
 register_audit_commands(audit_app, _refusals, _print, _audit_failed)
 register_break_glass_commands(app, _with_gate, _print)
 register_mcp_commands(app, exit_code_for)
+register_proxy_commands(app, _refusals)
 
 
 def _is_usage_error(exc: BaseException) -> bool:

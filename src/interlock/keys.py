@@ -36,7 +36,8 @@ def _new_key() -> OKPKey:
     return OKPKey.generate_key("Ed25519", private=True)
 
 
-def _load_or_create(path: Path) -> OKPKey:
+def load_or_create_key(path: Path) -> OKPKey:
+    """An Ed25519 private key from a PEM file, created (0600) on first use; `keys.invalid` if it is not one."""
     if not path.exists():
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -86,7 +87,7 @@ class KeyRing:
         Retired grant keys, `*.pub.pem`, still verify grants.
         """
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        ring = cls.from_private_key(_load_or_create(directory / _ACTIVE), _load_or_create(directory / _LOG))
+        ring = cls.from_private_key(load_or_create_key(directory / _ACTIVE), load_or_create_key(directory / _LOG))
         for retired in sorted(directory.glob("*.pub.pem")):
             public = _load(retired.read_bytes(), retired, private=False)
             ring.public_keys.setdefault(public.thumbprint(), public)

@@ -54,32 +54,38 @@ def seed_callers(home: Path) -> dict[str, str]:
 
 
 @contextmanager
-def serving(home: Path) -> Iterator[str]:
-    """Run `interlock serve` on `home` until the block ends; its base URL once /healthz answers."""
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "interlock.cli", "serve", "--port", str(port)],
-                              env=clean_env(INTERLOCK_HOME=str(home)), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
+def running(argv: list[str], ready_url: str, env: dict[str, str], what: str) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a process until the block ends, once `ready_url` answers (any status); stopped and reaped after."""
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
         while True:  # bounded: the process is starting, there is no event to wait on
-            if server.poll() is not None:
-                raise AssertionError(server.stderr.read().decode() if server.stderr else "serve exited")
+            if process.poll() is not None:
+                raise AssertionError(process.stderr.read().decode() if process.stderr else f"{what} exited")
             try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
+                httpx.get(ready_url, timeout=1)
+                break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, "the server did not come up within 30 s"
+            assert time.monotonic() < deadline, f"{what} did not come up within 30 s"
             time.sleep(0.1)
-        yield base
+        yield process
     finally:
-        server.terminate()
+        process.terminate()
         try:
-            server.wait(timeout=10)
+            process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
-        if server.stderr:
-            server.stderr.close()
+            process.kill()
+            process.wait(timeout=10)
+        if process.stderr:
+            process.stderr.close()
+
+
+@contextmanager
+def serving(home: Path) -> Iterator[str]:
+    """Run `interlock serve` on `home` until the block ends; its base URL once /healthz answers."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with running([sys.executable, "-m", "interlock.cli", "serve", "--port", str(port)], f"{base}/healthz",
+                 clean_env(INTERLOCK_HOME=str(home)), "interlock serve"):
+        yield base

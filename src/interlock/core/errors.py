@@ -63,3 +63,12 @@ class AuditError(InterlockError):
     `audit.inconsistent` (two tree heads that no consistency proof joins), `audit.out_of_range` (a leaf,
     node or tree size the log does not have).
     """
+
+
+class ProxyError(InterlockError):
+    """The HTTP enforcing proxy refused a call or could not complete it upstream (`proxy.*`)."""
+
+
+class ExecutionError(InterlockError):
+    """An `Interlock-Execution` token that is missing, malformed, stale, replayed or bound to another call
+    (`execution.*`): the upstream refuses the call as one that skipped the gate."""

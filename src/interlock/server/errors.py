@@ -1,24 +1,4 @@
-"""The one place that maps reason codes to HTTP statuses, and every error to the `{"error": {...}}` body.
-
-| reason code                                                                | status |
-| -------------------------------------------------------------------------- | ------ |
-| `input.*`, `policy.invalid`                                                | 400    |
-| `input.too_large`                                                          | 413    |
-| `input.no_such_endpoint`                                                   | 404    |
-| `input.method_not_allowed`                                                 | 405    |
-| `auth.missing`, `auth.invalid`, `auth.revoked`, `auth.session`             | 401    |
-| `auth.forbidden`, `auth.principal_mismatch`, `auth.csrf`                   | 403    |
-| `request.not_found`, `auth.unknown_credential`                             | 404    |
-| `approval.*`, `request.rejected`, `request.not_pending`                    | 409    |
-| `approval.binding_mismatch` (a sensitive approve without its code)         | 409    |
-| `approval.break_glass_not_allowed` (no policy entry lets the caller)       | 403    |
-| `approval.expired`, `grant.expired`                                        | 410    |
-| `grant.already_used`, `grant.not_consumed`, `grant.result_recorded`        | 409    |
-| any other `grant.*` (the grant presented does not authorize this action)   | 403    |
-| any other `policy.*` (e.g. `policy.no_executor` when issuing a grant)      | 409    |
-| `store.unavailable`, `keys.*`                                              | 503    |
-| `internal` (a bug: logged; tests assert it never happens)                  | 500    |
-"""
+"""Every error as the `{"error": {...}}` body, with the status `http_status.status_for` gives its code."""
 
 from __future__ import annotations
 
@@ -30,43 +10,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from interlock.core.errors import InterlockError, RequestError
+from interlock.http_status import status_for
 
 _log = logging.getLogger(__name__)
-
-_EXACT = {
-    "input.too_large": 413,
-    "input.no_such_endpoint": 404,
-    "input.method_not_allowed": 405,
-    "policy.invalid": 400,
-    "auth.missing": 401,
-    "auth.invalid": 401,
-    "auth.revoked": 401,
-    "auth.forbidden": 403,
-    "auth.principal_mismatch": 403,
-    "auth.session": 401,
-    "auth.csrf": 403,
-    "auth.unknown_credential": 404,
-    "auth.already_revoked": 409,
-    "request.not_found": 404,
-    "request.rejected": 409,
-    "request.not_pending": 409,
-    "approval.binding_mismatch": 409,
-    "approval.break_glass_not_allowed": 403,
-    "approval.expired": 410,
-    "grant.expired": 410,
-    "grant.already_used": 409,
-    "grant.not_consumed": 409,
-    "grant.result_recorded": 409,
-    "audit.no_checkpoint": 404,
-    "audit.out_of_range": 404,
-    "audit.inconsistent": 409,
-}
-_BY_FAMILY = {"input": 400, "approval": 409, "grant": 403, "policy": 409, "store": 503, "keys": 503, "audit": 400}
-
-
-def status_for(code: str) -> int:
-    """The HTTP status of a reason code; an unknown family is a client error, never a 500."""
-    return _EXACT.get(code) or _BY_FAMILY.get(code.split(".", 1)[0], 400)
 
 
 def error_response(error: InterlockError) -> JSONResponse:

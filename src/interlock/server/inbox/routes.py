@@ -19,8 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from interlock.core.approval import ApproverAuth
 from interlock.core.errors import AuthError, InterlockError, RequestError
 from interlock.credentials import token_sha256
+from interlock.http_status import status_for
 from interlock.server.auth import approver_takes_part, credentials_of, gate_of
-from interlock.server.errors import status_for
 from interlock.server.inbox import presentation
 from interlock.sessions import Session, SessionBook
 

@@ -1,0 +1,230 @@
+"""`interlock proxy`: an HTTP enforcing proxy in front of an existing API (ASGI; run by uvicorn).
+
+A call on a gated route is forwarded only after a grant for exactly that call was consumed: the caller
+presents one in `Interlock-Grant`, or — when the proxy has a `requester` — the proxy submits the call and
+answers 202 while it waits for approval, and the same call, once approved, goes through once. The forwarded
+call carries `Interlock-Execution` (see `execution.py`) and never the grant. The bytes forwarded are the bytes
+the grant was checked against: the body is read (bounded) before anything is decided.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import anyio
+import httpx
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from interlock.core import strict_json
+from interlock.core.errors import GrantError, InterlockError, ProxyError, RequestError
+from interlock.enforce.execution import EXECUTION_HEADER, ExecutionKey, content_digest
+from interlock.enforce.mcp_gateway import GateLike
+from interlock.enforce.proxy_config import ProxyConfig, RouteSpec, RouteTable, params_of, resource_of
+from interlock.http_status import status_for
+from interlock.results import Consumption
+
+__all__ = ["GRANT_HEADER", "EnforcingProxy"]
+
+_log = logging.getLogger(__name__)
+GRANT_HEADER = "Interlock-Grant"
+MAX_QUERY_FIELDS = 100
+# RFC 9110 §7.6.1 hop-by-hop fields, and what the proxy sets itself: never copied from one side to the other.
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+                         "transfer-encoding", "upgrade", "host", "content-length", "expect", "content-digest"})
+_GRANT_VALUE = re.compile(r"[A-Za-z0-9_.-]{1,16384}")
+Clock = Callable[[], datetime.datetime]
+
+
+class EnforcingProxy:
+    """The ASGI application. `requester` (optional) submits calls that come without a grant; `executor`
+    consumes grants and reports results — a local `Gate`, or `RemoteGate`s with the two tokens."""
+
+    def __init__(self, config: ProxyConfig, executor: GateLike, key: ExecutionKey, *,
+                 requester: GateLike | None = None, clock: Clock | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.config = config
+        self.executor = executor
+        self.requester = requester
+        self.key = key
+        self.routes = RouteTable(config.routes)
+        self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
+        self._base_path = urlsplit(config.upstream).path.rstrip("/")
+        self._client = httpx.AsyncClient(
+            base_url=config.upstream, transport=transport, follow_redirects=False, trust_env=False,
+            timeout=httpx.Timeout(config.upstream_timeout), limits=httpx.Limits(max_keepalive_connections=32))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return  # websockets are not proxied
+        request = Request(scope, receive)
+        try:
+            response = await self._handle(request)
+        except InterlockError as refused:
+            response = _refusal(refused)
+        await response(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._client.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _handle(self, request: Request) -> Response:
+        grants = request.headers.getlist(GRANT_HEADER)
+        if len(grants) > 1:
+            raise RequestError("input.duplicate_header", f"`{GRANT_HEADER}` appears {len(grants)} times")
+        raw_path = request.scope.get("raw_path", request.scope["path"].encode()).decode("latin-1")
+        raw_query = request.scope.get("query_string", b"").decode("latin-1")
+        matched = self.routes.match(request.method, raw_path)
+        body = await self._read_body(request)
+        target = self._base_path + raw_path + (f"?{raw_query}" if raw_query else "")
+        if matched.route.pass_through:
+            if grants:
+                raise RequestError("input.invalid", f"`{GRANT_HEADER}` on a pass-through route: nothing to consume")
+            return await self._forward(request, target, body, None)
+        spec = {"action": matched.route.action,
+                "resource": resource_of(matched.route, matched.path_params, self.config.default_resource()),
+                "params": params_of(matched.path_params, _query(raw_query), _body(matched.route, request, body))}
+        if grants:
+            if not _GRANT_VALUE.fullmatch(grants[0]):
+                raise GrantError("grant.malformed", f"`{GRANT_HEADER}` is not a compact JWS")
+            consumed = await _blocking(self.executor.consume, grants[0], self.config.executor, spec)
+        else:
+            consumed = await self._consume_for_caller(spec)
+            if isinstance(consumed, Response):
+                return consumed
+        return await self._forward(request, target, body, consumed)
+
+    async def _consume_for_caller(self, spec: dict[str, Any]) -> Consumption | Response:
+        if self.requester is None:
+            raise GrantError("grant.missing", f"this route needs a grant for exactly this call in `{GRANT_HEADER}`")
+        raise GrantError("grant.missing", "submitting on the caller's behalf is not available yet")
+
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise RequestError("input.too_large", f"a body of {declared} bytes, over this proxy's {limit} byte limit")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError("input.too_large", f"a body over this proxy's {limit} byte limit")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _forward(self, request: Request, target: str, body: bytes, consumed: Consumption | None) -> Response:
+        headers = _forwarded_headers(request)
+        if consumed is not None:
+            headers.append((EXECUTION_HEADER, self.key.issue(
+                consumed, issuer=self.config.issuer, audience=self.config.audience, method=request.method,
+                target=target, body=body, now=self._clock(), ttl=self.config.execution_ttl)))
+            headers.append(("Content-Digest", content_digest(body)))
+        upstream_request = self._client.build_request(request.method, target, headers=headers, content=body)
+        try:
+            answer = await self._client.send(upstream_request, stream=True)
+        except httpx.TimeoutException:
+            await self._report(consumed, False, "the upstream did not answer in time: outcome unknown")
+            raise ProxyError("proxy.upstream_timeout", _spent("the upstream did not answer in time", consumed),
+                             **_ids(consumed)) from None
+        except httpx.HTTPError as exc:
+            await self._report(consumed, False, f"the upstream could not be reached or failed: {exc!r}"[:4096])
+            raise ProxyError("proxy.upstream_failed", _spent("the upstream could not be reached or failed", consumed),
+                             **_ids(consumed)) from None
+        succeeded = answer.status_code < 400
+        detail = "" if succeeded else f"the upstream answered {answer.status_code}"
+
+        async def finish() -> None:
+            await answer.aclose()
+            await self._report(consumed, succeeded, detail)
+
+        response = StreamingResponse(answer.aiter_raw(), status_code=answer.status_code,
+                                     background=BackgroundTask(finish))
+        response.raw_headers = _returned_headers(answer)  # as a list: several Set-Cookie fields stay several
+        return response
+
+    async def _report(self, consumed: Consumption | None, succeeded: bool, detail: str) -> None:
+        if consumed is None:
+            return
+        try:
+            await _blocking(self.executor.report, consumed.jti, succeeded, detail, executor=self.config.executor)
+        except InterlockError as error:
+            # The call was forwarded: a lost report must not turn its outcome into an error. Say so loudly.
+            _log.error("could not report the result of grant %s: %s (%s)", consumed.jti, error.message, error.code)
+
+
+async def _blocking(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A blocking gate call (SQLite, or HTTP to the server) in a worker thread."""
+    return await anyio.to_thread.run_sync(lambda: method(*args, **kwargs))
+
+
+def _query(raw: str) -> dict[str, str]:
+    """The query as a flat object; a name given twice is refused (which one an upstream takes is a guess)."""
+    try:
+        pairs = parse_qsl(raw, keep_blank_values=True, strict_parsing=bool(raw), errors="strict",
+                          max_num_fields=MAX_QUERY_FIELDS)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError("input.invalid", f"the query string cannot be read: {exc}") from None
+    query: dict[str, str] = {}
+    for name, value in pairs:
+        if name in query:
+            raise RequestError("input.duplicate_key", f"the query names `{name[:100]}` twice")
+        query[name] = value
+    strict_json.check_value(query, path="$.query")
+    return query
+
+
+def _body(route: RouteSpec, request: Request, body: bytes) -> Any:
+    if route.body == "raw":
+        return {"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body),
+                "content_type": request.headers.get("content-type", "")}
+    if not body:
+        return None
+    if route.body == "none":
+        raise RequestError("input.invalid", f"{route.method} {route.path} takes no body")
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise RequestError("input.invalid", f"a JSON body is expected here, not `{media or 'no content type'}`")
+    return strict_json.parse(body)
+
+
+def _forwarded_headers(request: Request) -> list[tuple[str, str]]:
+    named = {token.strip().lower() for value in request.headers.getlist("connection") for token in value.split(",")}
+    return [(name, value) for name, value in request.headers.items()
+            if name not in _HOP_BY_HOP and name not in named and not name.startswith("interlock-")]
+
+
+def _returned_headers(answer: httpx.Response) -> list[tuple[bytes, bytes]]:
+    named = {token.strip().lower() for token in answer.headers.get("connection", "").split(",")}
+    return [(name, value) for name, value in answer.headers.raw
+            if name.lower().decode("latin-1") not in (_HOP_BY_HOP - {"content-length"}) | named]
+
+
+def _spent(what: str, consumed: Consumption | None) -> str:
+    if consumed is None:
+        return what
+    return f"{what}; the grant is used up (the call may or may not have run): a new call needs a new grant"
+
+
+def _ids(consumed: Consumption | None) -> dict[str, str]:
+    return {"request_id": consumed.request_id, "grant": consumed.jti} if consumed else {}
+
+
+def _refusal(error: InterlockError) -> Response:
+    return JSONResponse(error.to_json(), status_code=status_for(error.code))
