@@ -13,6 +13,7 @@ from interlock.core.errors import (
 )
 from interlock.core.policy import Policy, load_policy
 from interlock.enforce.guard import guard
+from interlock.enforce.tools import gated_tool
 from interlock.gate import Gate
 from interlock.home import Home
 from interlock.keys import KeyRing
@@ -40,6 +41,7 @@ __all__ = [
     "StoreError",
     "action_digest",
     "decide",
+    "gated_tool",
     "guard",
     "load_policy",
     "parse_action",

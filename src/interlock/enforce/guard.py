@@ -6,7 +6,7 @@ import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Protocol, TypeVar
 
 from interlock.core.errors import GrantError, InterlockError, RequestError
@@ -51,14 +51,7 @@ def guard(
             except TypeError as exc:
                 raise RequestError("input.invalid", str(exc)) from None
             bound.apply_defaults()
-            params: dict[str, Any] = {}
-            for name, value in bound.arguments.items():
-                kind = signature.parameters[name].kind
-                if kind is inspect.Parameter.VAR_KEYWORD:
-                    params.update(value)
-                else:
-                    params[name] = list(value) if kind is inspect.Parameter.VAR_POSITIONAL else value
-            return token, params
+            return token, params_of(bound)
 
         def action_of(params: dict[str, Any]) -> dict[str, Any]:
             name = resource(params) if callable(resource) else resource
@@ -100,6 +93,20 @@ def guard(
         return guarded  # type: ignore[return-value]
 
     return decorate
+
+
+def params_of(bound: inspect.BoundArguments, *, skip: Collection[str] = ()) -> dict[str, Any]:
+    """A call's params: its bound arguments by name (`**kwargs` spread, `*args` a list), but those in `skip`."""
+    params: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        if name in skip:
+            continue
+        kind = bound.signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            params.update(value)
+        else:
+            params[name] = list(value) if kind is inspect.Parameter.VAR_POSITIONAL else value
+    return params
 
 
 def _report(consumer: GrantConsumer, executor: str, jti: str, succeeded: bool, detail: str) -> None:

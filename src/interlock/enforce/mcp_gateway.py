@@ -1,16 +1,15 @@
 """The MCP gateway: gates every `tools/call` of an agent through a gate before an upstream MCP server runs it.
 
 Transport-free: `McpGateway` takes a gate-like object (a local `Gate` or a `RemoteGate`) and an `Upstream`
-(anything that lists and calls tools); `mcp_transport.py` connects it to stdio and streamable HTTP.
+(anything that lists and calls tools); `mcp_transport.py` connects it to stdio and streamable HTTP. Gating
+one call (the request a retry finds, consume once, report) is `calls.CallGate`'s; the answers are MCP's, here.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -25,9 +24,10 @@ from referencing import Registry
 from referencing.exceptions import Unresolvable
 
 from interlock.core import strict_json
-from interlock.core.action import ACTION_NAME, CHANNEL_NAME, Principal, PrincipalKind, action_digest
-from interlock.core.errors import GrantError, InterlockError, RequestError
+from interlock.core.action import ACTION_NAME, CHANNEL_NAME, Principal, PrincipalKind
+from interlock.core.errors import InterlockError, RequestError
 from interlock.core.policy import _UniqueKeyLoader
+from interlock.enforce.calls import Call, CallGate, GateLike, Ruling, waiting
 from interlock.results import Consumption, RequestState
 
 __all__ = [
@@ -163,18 +163,6 @@ def read_config(path: Path) -> GatewayConfig:
 # --- what the gateway talks to -------------------------------------------------------------------------
 
 
-class GateLike(Protocol):
-    """What the gateway needs from a gate, local (`Gate`) or remote (`RemoteGate`)."""
-
-    def submit(self, document: dict[str, Any]) -> RequestState: ...
-
-    def status(self, request_id: str) -> RequestState: ...
-
-    def consume(self, grant: str, executor: str, action: dict[str, Any]) -> Consumption: ...
-
-    def report(self, jti: str, succeeded: bool, detail: str = "", *, executor: str | None = None) -> Any: ...
-
-
 class Upstream(Protocol):
     """The MCP server behind the gateway. Raises `GatewayError` (`mcp.*`) for anything but a result."""
 
@@ -213,26 +201,15 @@ def _denied(state: RequestState) -> types.CallToolResult:
 
 
 def _pending(state: RequestState, tool: str, channel: str) -> types.CallToolResult:
-    lines = [f"interlock: this call waits for approval and was NOT executed. Request {state.request_id}."]
-    approvers = []
-    for requirement in state.requirements:
-        who = ", ".join(requirement.get("approvers", ()))
-        other = f", over another channel than `{channel}`" if requirement.get("separate_channel") else ""
-        lines.append(f"Needs {requirement.get('quorum')} approval(s) from: {who}{other}.")
-        approvers.append({key: requirement.get(key) for key in ("rule_id", "approvers", "quorum", "separate_channel")})
-    expires = state.expires_at.astimezone(datetime.UTC).isoformat() if state.expires_at else None
-    if expires:
-        lines.append(f"The approval window closes at {expires}.")
-    if state.binding_code:
-        need = "must type it to approve" if state.sensitive else "use it to recognise this request"
-        lines.append(f"Binding code: {state.binding_code}. Give it to your user, who passes it to the approvers on"
-                     f" their own channel; the approvers {need}.")
-    lines.append(f"Once approved, call `{tool}` again with exactly the same arguments: it then runs once. Other"
-                 " arguments are a new request that needs its own approval.")
+    wait = waiting(state, channel)
+    lines = [f"interlock: this call waits for approval and was NOT executed. Request {state.request_id}.",
+             *wait.lines,
+             f"Once approved, call `{tool}` again with exactly the same arguments: it then runs once. Other"
+             " arguments are a new request that needs its own approval."]
     return _result(" ".join(lines), {
-        "outcome": "pending_approval", "request_id": state.request_id, "approvers": approvers,
-        "expires_at": expires, "binding_code": state.binding_code, "binding_code_required": state.sensitive,
-        "retry": "the same tool with exactly the same arguments",
+        "outcome": "pending_approval", "request_id": state.request_id, "approvers": list(wait.approvers),
+        "expires_at": wait.expires_at, "binding_code": wait.binding_code,
+        "binding_code_required": wait.binding_code_required, "retry": "the same tool with exactly the same arguments",
     })
 
 
@@ -268,9 +245,7 @@ def _check_tool_name(name: Any) -> str:
 class _Call:
     tool: str
     arguments: dict[str, Any]
-    request: dict[str, Any]
-    spec: dict[str, Any]
-    digest: str
+    gated: Call
 
 
 class McpGateway:
@@ -284,14 +259,15 @@ class McpGateway:
     def __init__(self, config: GatewayConfig, requester: GateLike, upstream: Upstream,
                  executor: GateLike | None = None) -> None:
         self.config = config
-        self.requester = requester
-        self.executor = executor or requester
+        self.calls = CallGate(requester, executor)
         self.upstream = upstream
         self._tools: dict[str, types.Tool] = {}
         self._hidden: set[str] = set()
-        # action digest -> id of the request that waits for (or got) approval: a retry of the same call finds it.
-        self.pending: dict[str, str] = {}
-        self._locks: dict[str, tuple[anyio.Lock, list[int]]] = {}
+
+    @property
+    def pending(self) -> dict[str, str]:
+        """Action digest -> id of the request that waits for (or got) approval: a retry of the same call finds it."""
+        return self.calls.pending
 
     # --- tools/list ---------------------------------------------------------------------------------
 
@@ -317,15 +293,8 @@ class McpGateway:
         """One tools/call from the agent: the upstream's result, or a tool error naming why it did not run."""
         try:
             call = await self._prepare(name, arguments, meta)
-            lock, users = self._locks.setdefault(call.digest, (anyio.Lock(), [0]))
-            users[0] += 1
-            try:
-                async with lock:  # one decision at a time per action: a retry never races its own approval
-                    return await self._decide(call)
-            finally:
-                users[0] -= 1
-                if not users[0]:
-                    del self._locks[call.digest]
+            async with self.calls.one_at_a_time_async(call.gated.digest):
+                return await self._decide(call)
         except InterlockError as refused:
             return refusal(refused.code, refused.message, **_request_of(refused))
 
@@ -358,8 +327,7 @@ class McpGateway:
         if self.config.agent is not None:
             request["principal"] = self.config.agent.model_dump(mode="json")
         request.update(self._from_meta(meta))
-        spec = {"action": action, "resource": resource, "params": arguments}
-        return _Call(tool, arguments, request, spec, action_digest(action, resource, arguments))
+        return _Call(tool, arguments, Call(request, again=f"calling `{tool}`"))
 
     def _from_meta(self, meta: Any) -> dict[str, Any]:
         """`params._meta.interlock` of the call: only the fields `from_meta` lets a call set."""
@@ -377,45 +345,24 @@ class McpGateway:
         return dict(given)  # validated with the rest of the request by the gate
 
     async def _decide(self, call: _Call) -> types.CallToolResult:
-        request_id = self.pending.get(call.digest)
-        if request_id is None:
-            state = await _blocking(self.requester.submit, call.request)
-            if state.outcome == "allowed":
-                if not state.grant:
-                    raise GrantError("grant.missing", f"request {state.request_id} was allowed without a grant for"
-                                                      " this gateway", request_id=state.request_id)
-                return await self._run(call, state)
-            if state.outcome == "pending_approval":
-                self.pending[call.digest] = state.request_id
-                return _pending(state, call.tool, call.request["channel"])
-            return _denied(state)
-        # A call seen before: the same arguments, so the same request, whatever its approvers did since.
-        state = await _blocking(self.requester.status, request_id)
-        if state.outcome == "pending_approval":
-            return _pending(state, call.tool, call.request["channel"])
-        if state.outcome == "approved" and state.grant:
-            return await self._run(call, state)
-        del self.pending[call.digest]
-        if state.outcome == "approved":  # approved, but its grant is no longer there to take: consumed
-            raise GrantError("grant.already_used", f"the grant of request {request_id} was already used; calling"
-                             f" `{call.tool}` again makes a new request", request_id=request_id)
-        return _ended(state, call.tool)
+        ruling: Ruling = await anyio.to_thread.run_sync(self.calls.decide, call.gated)
+        if ruling.kind == "run":
+            return await self._run(call, ruling)
+        if ruling.kind == "held":
+            return _pending(ruling.state, call.tool, call.gated.request["channel"])
+        if ruling.kind == "denied":
+            return _denied(ruling.state)
+        return _ended(ruling.state, call.tool)
 
-    async def _run(self, call: _Call, state: RequestState) -> types.CallToolResult:
+    async def _run(self, call: _Call, ruling: Ruling) -> types.CallToolResult:
         """Consume the grant (once), forward the call (once), report the result. Never retried."""
-        assert state.grant is not None
         try:
             # Before consuming: an upstream that is down costs no grant, and an approval survives for a retry.
             await self.upstream.ready()
         except GatewayError as down:
             raise GatewayError(down.code, f"{down.message}; not executed, nothing consumed",
-                               request_id=state.request_id) from None
-        try:
-            consumed = await _blocking(self.executor.consume, state.grant, self.config.executor, call.spec)
-        except GrantError:
-            self.pending.pop(call.digest, None)  # refused for good (used, expired, policy changed): a new request
-            raise
-        self.pending.pop(call.digest, None)
+                               request_id=ruling.state.request_id) from None
+        consumed = await anyio.to_thread.run_sync(self.calls.consume, call.gated, ruling)
         try:
             result = await self.upstream.call_tool(call.tool, call.arguments, self.config.call_timeout)
         except GatewayError as failed:
@@ -432,19 +379,7 @@ class McpGateway:
         return _executed(result, consumed)
 
     async def _report(self, consumed: Consumption, succeeded: bool, detail: str) -> None:
-        def send() -> None:
-            self.executor.report(consumed.jti, succeeded, detail[:4096], executor=self.config.executor)
-
-        try:
-            await anyio.to_thread.run_sync(send)
-        except InterlockError as error:
-            # The call ran (or may have): a lost report must not turn its outcome into an error. Say so loudly.
-            _log.error("could not report the result of grant %s: %s (%s)", consumed.jti, error.message, error.code)
-
-
-async def _blocking(method: Callable[..., Any], *args: Any) -> Any:
-    """A blocking gate call (SQLite, or HTTP to the server) in a worker thread."""
-    return await anyio.to_thread.run_sync(lambda: method(*args))
+        await anyio.to_thread.run_sync(self.calls.report, consumed, succeeded, detail)
 
 
 def _request_of(error: InterlockError) -> dict[str, Any]:
