@@ -181,3 +181,58 @@ def test_a_query_parameter_given_twice_is_refused(deployment: Deployment) -> Non
     answer = httpx.get(f"{deployment.proxy}/accounts/acc-1/balance?view=a&view=b")
     assert (answer.status_code, answer.json()["error"]["code"]) == (400, "input.duplicate_key")
     assert deployment.calls() == []
+
+
+# --- the proxy submits on the caller's behalf (the config's `requester`) --------------------------------------
+
+
+def test_an_allowed_call_is_submitted_consumed_and_forwarded(deployment: Deployment, gate: Gate) -> None:
+    answer = httpx.get(f"{deployment.proxy}/accounts/acc-1/balance")
+    assert answer.status_code == 200 and answer.json()["balance"] == 1250
+    executed = deployment.executed()
+    assert [call["target"] for call in executed] == ["/accounts/acc-1/balance"]
+    assert reported(gate, executed[0]["request_id"]) == "succeeded"
+    decided = gate.status(executed[0]["request_id"])
+    assert decided.outcome == "approved" or decided.consumed
+
+
+def test_a_held_call_runs_once_when_sent_again_after_approval(deployment: Deployment, gate: Gate) -> None:
+    url = f"{deployment.proxy}/payments/acc-1"
+    held = httpx.post(url, json=BODY)
+    assert held.status_code == 202, held.text
+    pending = held.json()
+    assert pending["outcome"] == "pending_approval" and "user:alice" in pending["approval"]["approvers"][0]["approvers"]
+    assert httpx.post(url, json=BODY).json()["request_id"] == pending["request_id"]  # still waiting: same request
+    assert deployment.calls() == []
+
+    gate.decide_approval(pending["request_id"], "user:alice", "console",
+                         binding_code=pending["approval"]["binding_code"])
+    changed = httpx.post(url, json={**BODY, "amount": 4900})  # other arguments: a new request, not forwarded
+    assert changed.status_code == 202 and changed.json()["request_id"] != pending["request_id"]
+    assert deployment.calls() == []
+
+    assert httpx.post(url, json=BODY).status_code == 201
+    assert [call["request_id"] for call in deployment.executed()] == [pending["request_id"]]
+    again = httpx.post(url, json=BODY)  # the approval is spent: the same call again is a new request
+    assert again.status_code == 202 and again.json()["request_id"] not in (pending["request_id"],
+                                                                           changed.json()["request_id"])
+    assert len(deployment.executed()) == 1
+
+
+def test_a_denied_call_never_reaches_the_upstream(deployment: Deployment) -> None:
+    answer = httpx.post(f"{deployment.proxy}/payments/acc-1", json={**BODY, "recipient": "blocked:mule"})
+    assert answer.status_code == 403
+    error = answer.json()["error"]
+    assert error["code"] == "policy.denied" and "no-transfers-to-blocked" in error["message"]
+    assert deployment.calls() == []
+
+
+def test_a_rejected_call_is_not_forwarded_and_the_next_one_is_a_new_request(
+        deployment: Deployment, gate: Gate) -> None:
+    url = f"{deployment.proxy}/payments/acc-3"
+    pending = httpx.post(url, json=BODY).json()
+    gate.decide_approval(pending["request_id"], "user:bob", "console", reject=True, comment="unknown invoice")
+    rejected = httpx.post(url, json=BODY)
+    assert (rejected.status_code, rejected.json()["error"]["code"]) == (409, "request.rejected")
+    assert httpx.post(url, json=BODY).json()["request_id"] != pending["request_id"]
+    assert deployment.calls() == []

@@ -9,6 +9,7 @@ the grant was checked against: the body is read (bounded) before anything is dec
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
 import logging
@@ -17,17 +18,18 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import aiohttp
 import anyio
-import httpx
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
+from yarl import URL
 
 from interlock.core import strict_json
 from interlock.core.errors import GrantError, InterlockError, ProxyError, RequestError
+from interlock.enforce.calls import Call, CallGate, GateLike, waiting
 from interlock.enforce.execution import EXECUTION_HEADER, ExecutionKey, content_digest
-from interlock.enforce.mcp_gateway import GateLike
 from interlock.enforce.proxy_config import ProxyConfig, RouteSpec, RouteTable, params_of, resource_of
 from interlock.http_status import status_for
 from interlock.results import Consumption
@@ -40,6 +42,10 @@ MAX_QUERY_FIELDS = 100
 # RFC 9110 §7.6.1 hop-by-hop fields, and what the proxy sets itself: never copied from one side to the other.
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                          "transfer-encoding", "upgrade", "host", "content-length", "expect", "content-digest"})
+# The reason code of a request that a repeated call found rejected or expired.
+_ENDED = {"rejected": "request.rejected", "expired": "approval.expired"}
+# Headers aiohttp would add by itself: the upstream gets the caller's, or none.
+_NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 _GRANT_VALUE = re.compile(r"[A-Za-z0-9_.-]{1,16384}")
 Clock = Callable[[], datetime.datetime]
 
@@ -49,18 +55,17 @@ class EnforcingProxy:
     consumes grants and reports results — a local `Gate`, or `RemoteGate`s with the two tokens."""
 
     def __init__(self, config: ProxyConfig, executor: GateLike, key: ExecutionKey, *,
-                 requester: GateLike | None = None, clock: Clock | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 requester: GateLike | None = None, clock: Clock | None = None) -> None:
         self.config = config
         self.executor = executor
-        self.requester = requester
+        self.calls = CallGate(requester, executor) if requester is not None else None
         self.key = key
         self.routes = RouteTable(config.routes)
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
-        self._base_path = urlsplit(config.upstream).path.rstrip("/")
-        self._client = httpx.AsyncClient(
-            base_url=config.upstream, transport=transport, follow_redirects=False, trust_env=False,
-            timeout=httpx.Timeout(config.upstream_timeout), limits=httpx.Limits(max_keepalive_connections=32))
+        parts = urlsplit(config.upstream)
+        self._origin, self._base_path = f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/")
+        self._client: aiohttp.ClientSession | None = None  # made in the event loop, on first use
+        self._reports: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -81,7 +86,9 @@ class EnforcingProxy:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self._client.aclose()
+                await asyncio.gather(*self._reports)  # every result still on its way is recorded before exit
+                if self._client is not None:
+                    await self._client.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -106,15 +113,48 @@ class EnforcingProxy:
                 raise GrantError("grant.malformed", f"`{GRANT_HEADER}` is not a compact JWS")
             consumed = await _blocking(self.executor.consume, grants[0], self.config.executor, spec)
         else:
-            consumed = await self._consume_for_caller(spec)
+            consumed = await self._consume_for_caller(request, target, spec)
             if isinstance(consumed, Response):
                 return consumed
         return await self._forward(request, target, body, consumed)
 
-    async def _consume_for_caller(self, spec: dict[str, Any]) -> Consumption | Response:
-        if self.requester is None:
+    async def _consume_for_caller(self, request: Request, target: str, spec: dict[str, Any]) -> Consumption | Response:
+        """Submit the call as the config's requester: its grant consumed, or the answer that says why not."""
+        if self.calls is None:
             raise GrantError("grant.missing", f"this route needs a grant for exactly this call in `{GRANT_HEADER}`")
-        raise GrantError("grant.missing", "submitting on the caller's behalf is not available yet")
+        assert self.config.requester is not None
+        call = Call({
+            "principal": self.config.requester.model_dump(mode="json"),
+            "on_behalf_of": [p.model_dump(mode="json") for p in self.config.on_behalf_of],
+            **spec, "channel": self.config.channel, "justification": self.config.justification,
+            "context": {"http": {"method": request.method, "target": target,
+                                 "client": request.client.host if request.client else None}},
+            "executor": self.config.executor,
+        }, again="sending the same request")
+        async with self.calls.one_at_a_time_async(call.digest):
+            ruling = await anyio.to_thread.run_sync(self.calls.decide, call)
+            if ruling.kind == "run":
+                consumed: Consumption = await anyio.to_thread.run_sync(self.calls.consume, call, ruling)
+                return consumed
+        state = ruling.state
+        if ruling.kind == "held":
+            held = waiting(state, self.config.channel)
+            return JSONResponse({
+                "outcome": "pending_approval", "request_id": state.request_id,
+                "message": " ".join(("This call waits for approval and was NOT forwarded.", *held.lines,
+                                     "Once approved, send exactly the same request again: it is then forwarded"
+                                     " once; anything else is a new request.")),
+                "approval": {"approvers": list(held.approvers), "expires_at": held.expires_at,
+                             "binding_code": held.binding_code, "binding_code_required": held.binding_code_required},
+            }, status_code=202)
+        if ruling.kind == "denied":
+            code = state.reasons[0] if state.reasons else "policy.denied"
+        else:
+            code = _ENDED.get(state.outcome, "request.not_pending")
+        return JSONResponse({"error": {"code": code, "message": state.explanation or f"request {state.outcome}",
+                                       "detail": {"request_id": state.request_id, "outcome": state.outcome,
+                                                  "reasons": list(state.reasons)}}},
+                            status_code=403 if ruling.kind == "denied" else status_for(code))
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.config.max_body_bytes
@@ -136,28 +176,42 @@ class EnforcingProxy:
                 consumed, issuer=self.config.issuer, audience=self.config.audience, method=request.method,
                 target=target, body=body, now=self._clock(), ttl=self.config.execution_ttl)))
             headers.append(("Content-Digest", content_digest(body)))
-        upstream_request = self._client.build_request(request.method, target, headers=headers, content=body)
         try:
-            answer = await self._client.send(upstream_request, stream=True)
-        except httpx.TimeoutException:
+            answer = await self._session().request(
+                request.method, URL(self._origin + target, encoded=True), headers=headers, data=body,
+                allow_redirects=False, skip_auto_headers=_NO_AUTO_HEADERS)
+        except TimeoutError:
             await self._report(consumed, False, "the upstream did not answer in time: outcome unknown")
             raise ProxyError("proxy.upstream_timeout", _spent("the upstream did not answer in time", consumed),
                              **_ids(consumed)) from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             await self._report(consumed, False, f"the upstream could not be reached or failed: {exc!r}"[:4096])
             raise ProxyError("proxy.upstream_failed", _spent("the upstream could not be reached or failed", consumed),
                              **_ids(consumed)) from None
-        succeeded = answer.status_code < 400
-        detail = "" if succeeded else f"the upstream answered {answer.status_code}"
+        succeeded = answer.status < 400
+        detail = "" if succeeded else f"the upstream answered {answer.status}"
 
         async def finish() -> None:
-            await answer.aclose()
-            await self._report(consumed, succeeded, detail)
+            answer.release()
+            # Not awaited here: the connection's next request would wait for it (HTTP/1.1 answers in order).
+            task = asyncio.get_running_loop().create_task(self._report(consumed, succeeded, detail))
+            self._reports.add(task)
+            task.add_done_callback(self._reports.discard)
 
-        response = StreamingResponse(answer.aiter_raw(), status_code=answer.status_code,
+        response = StreamingResponse(answer.content.iter_any(), status_code=answer.status,
                                      background=BackgroundTask(finish))
         response.raw_headers = _returned_headers(answer)  # as a list: several Set-Cookie fields stay several
         return response
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._client is None:
+            # No cookie jar (a cookie of one caller's answer must never ride on another's call), no proxy from
+            # the environment, bytes passed on as they are (no decompression).
+            self._client = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.config.upstream_timeout),
+                cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, auto_decompress=False,
+                connector=aiohttp.TCPConnector(limit=64))
+        return self._client
 
     async def _report(self, consumed: Consumption | None, succeeded: bool, detail: str) -> None:
         if consumed is None:
@@ -210,9 +264,9 @@ def _forwarded_headers(request: Request) -> list[tuple[str, str]]:
             if name not in _HOP_BY_HOP and name not in named and not name.startswith("interlock-")]
 
 
-def _returned_headers(answer: httpx.Response) -> list[tuple[bytes, bytes]]:
+def _returned_headers(answer: aiohttp.ClientResponse) -> list[tuple[bytes, bytes]]:
     named = {token.strip().lower() for token in answer.headers.get("connection", "").split(",")}
-    return [(name, value) for name, value in answer.headers.raw
+    return [(name.lower(), value) for name, value in answer.raw_headers
             if name.lower().decode("latin-1") not in (_HOP_BY_HOP - {"content-length"}) | named]
 
 
