@@ -16,7 +16,8 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import audit_log, cluster, floor, http_paths, interlock_paths, peers, report, rule_scaling
+from bench import audit_log, cluster, enforcement, floor, http_paths, interlock_paths, peers, report, rule_scaling
+from bench import scan as scan_bench
 from bench.common import POLICY_YAML, REQUEST_BYTES
 from bench.measure import Subject, calibrate, run_rounds
 from interlock.core.policy import load_policy
@@ -95,6 +96,10 @@ def main() -> int:
                         help="the audit log section: append rate, checkpoints, proofs at 10^4..10^6 entries")
     parser.add_argument("--cluster", action=argparse.BooleanOptionalAction, default=True,
                         help="the several-nodes section: 64 consumers over 3 nodes on PostgreSQL vs 1 on SQLite")
+    parser.add_argument("--scan", action=argparse.BooleanOptionalAction, default=True,
+                        help="the scan section: `interlock scan` over 10,000 generated files (issue 6: under 60 s)")
+    parser.add_argument("--enforcement", action=argparse.BooleanOptionalAction, default=True,
+                        help="the enforcement section: an allowed call through the HTTP proxy and the MCP gateway")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
     args = parser.parse_args()
     rounds, budget = (3, 0.05) if args.quick else (args.rounds, args.budget)
@@ -140,6 +145,18 @@ def main() -> int:
             cluster.print_report(console, nodes)
             sections_passed &= nodes.exactly_once
             document["cluster"] = nodes.to_json()
+        if args.scan:
+            scanned = scan_bench.run(directory / "scan", console, files=1000 if args.quick else scan_bench.FILES,
+                                     rounds=1 if args.quick else 3)
+            scan_bench.print_report(console, scanned)
+            sections_passed &= scanned.passed
+            document["scan"] = scanned.to_json()
+        if args.enforcement:
+            points = enforcement.run(directory / "enforcement", console, rounds=2 if args.quick else 10,
+                                     calls=20 if args.quick else 50)
+            enforcement.print_report(console, points)
+            sections_passed &= points.passed
+            document["enforcement"] = points.to_json()
         environment["wall_seconds"] = round(time.perf_counter() - started, 1)
         args.json.write_text(json.dumps(document, indent=2) + "\n")
         console.print(f"results written to {args.json}")

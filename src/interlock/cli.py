@@ -17,6 +17,7 @@ from interlock.cli_break_glass import register as register_break_glass_commands
 from interlock.cli_credentials import register as register_credential_commands
 from interlock.cli_mcp import register as register_mcp_commands
 from interlock.cli_proxy import register as register_proxy_commands
+from interlock.cli_scan import register as register_scan_commands
 from interlock.cli_store import register as register_store_commands
 from interlock.core.action import parse_action, parse_request
 from interlock.core.decision import decide
@@ -28,6 +29,7 @@ from interlock.keys import KeyRing
 from interlock.results import OUTCOME_STATUS
 
 # Exit codes: one place. 0 done, 1 audit does not verify, 2 bad input or usage, 3 refused, 4 store unavailable.
+# `scan` and `policy diff` (cli_scan.py): 1 findings at or above --fail-on / a control downgrade, 5 scan incomplete.
 EXIT_OK, EXIT_AUDIT_FAILED, EXIT_BAD_INPUT, EXIT_REFUSED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 _BAD_INPUT_PREFIXES = ("input.", "policy.invalid", "keys.", "audit.bad_key", "audit.bad_export", "store.invalid_url")
 
@@ -257,6 +259,7 @@ register_audit_commands(audit_app, _refusals, _print, _audit_failed)
 register_break_glass_commands(app, _with_gate, _print)
 register_mcp_commands(app, exit_code_for)
 register_proxy_commands(app, _refusals)
+register_scan_commands(app, policy_app, _refusals, _print)
 
 
 def _is_usage_error(exc: BaseException) -> bool:

@@ -1,4 +1,4 @@
-"""`interlock audit verify|checkpoint|export|public-key`: the audit log, its checkpoints and offline checks."""
+"""`interlock audit verify|reconcile|checkpoint|export|public-key`: the audit log, its checkpoints, offline checks."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from typing import Annotated, Any
 import typer
 
 from interlock.audit.checkpoint import VerifierKey
-from interlock.audit.export import export, verify_export
+from interlock.audit.export import export, read_export, verify_export
 from interlock.audit.log import Verification
+from interlock.audit.reconcile import consumed_grants, parse_executions, reconcile
 from interlock.core.errors import AuditError, RequestError, StoreError
 from interlock.gate import utc_now
 from interlock.home import Home
@@ -55,6 +56,16 @@ def _public_key(value: str) -> VerifierKey:
     return VerifierKey.parse(text)
 
 
+def _export(path: Path, public_key: str | None) -> tuple[bytes, VerifierKey]:
+    """An export file's bytes and the key the caller trusts to verify it (never the key the file carries)."""
+    if public_key is None:
+        raise RequestError("input.usage", "--export needs --public-key: the key you trust, not the file's")
+    try:
+        return path.read_bytes(), _public_key(public_key)
+    except OSError as exc:
+        raise RequestError("input.unreadable", f"cannot read {path}: {exc.strerror}") from None
+
+
 def register(app: typer.Typer, refusals: Refusals, emit: Emit, failed: Callable[[], None]) -> None:
     """Add the audit commands to `app`; `failed()` ends a command whose log does not verify."""
 
@@ -76,17 +87,47 @@ def register(app: typer.Typer, refusals: Refusals, emit: Emit, failed: Callable[
         with refusals():
             seen = [_text(path, "checkpoint") for path in since or ()]
             if export_file is not None:
-                if public_key is None:
-                    raise RequestError("input.usage", "--export needs --public-key: the key you trust, not the file's")
-                try:
-                    document = export_file.read_bytes()
-                except OSError as exc:
-                    raise RequestError("input.unreadable", f"cannot read {export_file}: {exc.strerror}") from None
-                result = verify_export(document, _public_key(public_key), seen)
+                document, key = _export(export_file, public_key)
+                result = verify_export(document, key, seen)
             else:
                 with _ledger(home) as ledger:
                     result = ledger.verify(since=seen)
         report(result)
+
+    @app.command("reconcile")
+    def audit_reconcile(
+        executions: Annotated[Path, typer.Option(
+            "--executions", help="JSON lines, one action the downstream system ran per line (- for stdin).")],
+        home: HomeOpt = None,
+        export_file: Annotated[Path | None, typer.Option(
+            "--export", help="Reconcile against this export instead of a home (needs --public-key).")] = None,
+        public_key: Annotated[str | None, typer.Option(
+            "--public-key", help="The log's verifier key (C2SP note key), inline or a file holding it.")] = None,
+    ) -> None:
+        """List the executions no consumed grant accounts for (bypasses caught at run time); exit 1 if any."""
+        with refusals():
+            if str(executions) == "-":
+                lines = typer.get_binary_stream("stdin").read()
+            else:
+                lines = _text(executions, "execution log").encode()
+            ran = parse_executions(lines)  # every malformed line is listed before the log is touched
+            if export_file is not None:
+                document, key = _export(export_file, public_key)
+                log = verify_export(document, key)
+                leaves = [entry.encode() for entry in read_export(document)[0]]
+            else:
+                with _ledger(home) as ledger:
+                    try:
+                        ledger.checkpoint()  # as `audit export` does: sign what is there, then check against it
+                    except AuditError:
+                        pass  # a log that contradicts its checkpoints: `verify` names the problem, and this fails
+                    log = ledger.verify()
+                    leaves = [stored.leaf for stored in ledger.store.audit_entries()]
+            result = reconcile(consumed_grants(leaves), ran, signed=log.signed)
+        # A log that does not verify cannot vouch for its grants: the answer is listed, and it fails.
+        emit({**result.to_json(), "log": log.to_json()})
+        if not (result.ok and log.ok):
+            failed()
 
     @app.command("checkpoint")
     def audit_checkpoint(home: HomeOpt = None) -> None:

@@ -29,6 +29,13 @@ def export(entries: Iterable[StoredEntry], key: VerifierKey, checkpoint: str) ->
 
 def verify_export(document: bytes, key: VerifierKey, since: Iterable[str] = ()) -> Verification:
     """Verify an export against `key`: its entries, its checkpoint, and any checkpoints seen `since`."""
+    entries, checkpoint = read_export(document)
+    stored = [StoredEntry(index, leaf.encode(), leaf_hash(leaf.encode())) for index, leaf in enumerate(entries)]
+    return verify(stored, [checkpoint, *since], key)
+
+
+def read_export(document: bytes) -> tuple[list[str], str]:
+    """The entries (leaves as text) and the checkpoint of an export; `audit.bad_export` if it is not one."""
     try:
         body = json.loads(document)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -39,5 +46,4 @@ def verify_export(document: bytes, key: VerifierKey, since: Iterable[str] = ()) 
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries) or not isinstance(
             checkpoint, str):
         raise AuditError("audit.bad_export", "the export needs `entries` (strings) and a `checkpoint` (a signed note)")
-    stored = [StoredEntry(index, leaf.encode(), leaf_hash(leaf.encode())) for index, leaf in enumerate(entries)]
-    return verify(stored, [checkpoint, *since], key)
+    return entries, checkpoint

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -9,11 +11,15 @@ from typing import Protocol
 from interlock.scan.findings import FileProblem, Finding, ScanResult
 from interlock.scan.sources import ParseError, Source, read_sources
 
+_log = logging.getLogger(__name__)
+
 
 class Scanner(Protocol):
     """One kind of input (`kind`, e.g. "github-workflow"): recognised by content, then scanned."""
 
-    kind: str
+    @property
+    def kind(self) -> str:
+        """The kind of file it owns, e.g. "github-workflow"."""
 
     def recognizes(self, source: Source) -> bool:
         """Whether `source` is this kind of file, judged by its content (never by its name alone)."""
@@ -21,16 +27,32 @@ class Scanner(Protocol):
     def scan(self, source: Source) -> list[Finding]:
         """The findings in one file. May raise `ParseError` for a file it recognised but cannot read."""
 
+    # Optional: `scan_together(sources) -> list[Finding]`. A scanner that has it gets all the files it recognised
+    # at once, after the walk, instead of one `scan` per file (Kubernetes bindings refer to roles in other files).
 
-def default_scanners() -> list[Scanner]:
-    """Every scanner, most specific first: the first that recognises a file owns it."""
-    return []
+
+def default_scanners(today: datetime.date | None = None) -> list[Scanner]:
+    """Every scanner, most specific first: the first that recognises a file owns it.
+
+    `today` is the date secret ages are measured at (default: the current UTC date; tests pass a fixed one).
+    """
+    from interlock.scan.agent_code import AgentCodeScanner
+    from interlock.scan.aws_iam import AwsIamScanner
+    from interlock.scan.github_workflows import GitHubWorkflowScanner
+    from interlock.scan.k8s_rbac import KubernetesRbacScanner
+    from interlock.scan.nhi_inventory import NhiInventoryScanner
+    from interlock.scan.policies import PolicyScanner
+
+    nhi = NhiInventoryScanner(today or datetime.datetime.now(datetime.UTC).date())
+    return [PolicyScanner(), nhi, GitHubWorkflowScanner(), KubernetesRbacScanner(), AwsIamScanner(), AgentCodeScanner()]
 
 
 def scan(paths: Sequence[Path], scanners: Sequence[Scanner] | None = None) -> ScanResult:
     result = ScanResult()
     chosen = list(scanners) if scanners is not None else default_scanners()
+    together: dict[int, tuple[Scanner, list[Source]]] = {}
     for source, named in read_sources(list(paths), result.problems):
+        result.paths[source.display] = source.path
         scanner = next((candidate for candidate in chosen if candidate.recognizes(source)), None)
         if scanner is None:
             unreadable = _parse_problem(source)
@@ -43,16 +65,33 @@ def scan(paths: Sequence[Path], scanners: Sequence[Scanner] | None = None) -> Sc
                 result.skipped += 1
             continue
         try:
-            result.findings.extend(scanner.scan(source))
+            if hasattr(scanner, "scan_together"):
+                together.setdefault(id(scanner), (scanner, []))[1].append(source)
+            else:
+                result.findings.extend(scanner.scan(source))
         except ParseError as exc:
             result.problems.append(FileProblem(source.display, "scan.unparseable", str(exc)))
             continue
         except RecursionError:
             result.problems.append(FileProblem(source.display, "scan.unparseable", "nested too deeply"))
             continue
+        except Exception as exc:  # noqa: BLE001 - a scanner's bug must not end the scan: the file is reported
+            result.problems.append(_failed(source.display, scanner, exc))
+            continue
         result.scanned[scanner.kind] = result.scanned.get(scanner.kind, 0) + 1
+    for scanner, sources in together.values():
+        try:
+            result.findings.extend(scanner.scan_together(sources))  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - as above, for every file the scanner had
+            result.problems.extend(_failed(source.display, scanner, exc) for source in sources)
     result.findings.sort(key=lambda f: (f.location.path, f.location.line or 0, f.rule.id))
     return result
+
+
+def _failed(display: str, scanner: Scanner, exc: Exception) -> FileProblem:
+    _log.error("the %s scanner failed on %s", scanner.kind, display, exc_info=exc)
+    return FileProblem(display, "scan.scanner_failed", f"the {scanner.kind} scanner failed: {type(exc).__name__}:"
+                                                       f" {str(exc)[:300]} (a bug: please report it)")
 
 
 def _parse_problem(source: Source) -> FileProblem | None:

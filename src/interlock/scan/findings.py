@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 Severity = Literal["high", "medium", "low"]
@@ -64,6 +65,8 @@ class ScanResult:
     problems: list[FileProblem] = field(default_factory=list)
     scanned: dict[str, int] = field(default_factory=dict)  # kind -> number of files scanned
     skipped: int = 0  # files seen while walking a directory that no scanner recognised
+    # display path -> the path as read, for reports that locate files from elsewhere (SARIF: the repository root)
+    paths: dict[str, Path] = field(default_factory=dict)
 
     def rules(self) -> list[Rule]:
         """Every rule with at least one finding, in id order."""
