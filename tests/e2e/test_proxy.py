@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,9 @@ import pytest
 
 from interlock import Gate, Home
 
-from .proxy_support import Deployment, deployed, transfer_request
+from .e2e_support import clean_env
+from .proxy_support import Deployment, deployed, home_with_example_policy, proxy_config, transfer_request
+from .served import free_port, running
 
 pytestmark = pytest.mark.slow
 
@@ -236,3 +240,59 @@ def test_a_rejected_call_is_not_forwarded_and_the_next_one_is_a_new_request(
     assert (rejected.status_code, rejected.json()["error"]["code"]) == (409, "request.rejected")
     assert httpx.post(url, json=BODY).json()["request_id"] != pending["request_id"]
     assert deployment.calls() == []
+
+
+# --- an upstream that hangs or is gone ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def silent_upstream() -> Iterator[int]:
+    """A port that accepts connections and reads, but never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    thread.join(timeout=5)
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def test_an_upstream_that_does_not_answer_costs_the_grant_and_is_reported_failed(
+        tmp_path: Path, silent_upstream: int) -> None:
+    home = home_with_example_policy(tmp_path)
+    config = proxy_config(tmp_path, silent_upstream, upstream_timeout=1)
+    port = free_port()
+    with running([sys.executable, "-m", "interlock.cli", "proxy", "--config", str(config), "--port", str(port)],
+                 f"http://127.0.0.1:{port}/no-such-route", clean_env(INTERLOCK_HOME=str(home)), "interlock proxy"):
+        answer = httpx.get(f"http://127.0.0.1:{port}/accounts/acc-1/balance", timeout=30)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (504, "proxy.upstream_timeout")
+    request_id = answer.json()["error"]["detail"]["request_id"]
+    gate = Home.resolve(home, None).open_gate()
+    try:
+        state = gate.status(request_id)
+        assert (state.consumed, state.result) == (True, "failed")  # spent, never re-sent, recorded as failed
+    finally:
+        gate.store.close()
+
+
+def test_an_upstream_that_is_gone_is_a_502_and_nothing_is_retried(tmp_path: Path) -> None:
+    home = home_with_example_policy(tmp_path)
+    config = proxy_config(tmp_path, free_port())  # nothing listens there
+    port = free_port()
+    with running([sys.executable, "-m", "interlock.cli", "proxy", "--config", str(config), "--port", str(port)],
+                 f"http://127.0.0.1:{port}/no-such-route", clean_env(INTERLOCK_HOME=str(home)), "interlock proxy"):
+        answer = httpx.get(f"http://127.0.0.1:{port}/accounts/acc-1/balance", timeout=30)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (502, "proxy.upstream_failed")

@@ -262,6 +262,7 @@ class McpGateway:
         self.calls = CallGate(requester, executor)
         self.upstream = upstream
         self._tools: dict[str, types.Tool] = {}
+        self._validators: dict[str, Any] = {}  # tool -> its input schema's validator, built once per listing
         self._hidden: set[str] = set()
 
     @property
@@ -284,7 +285,7 @@ class McpGateway:
                     _log.warning("upstream tool hidden from the agent: %s", refused.message)
                 continue
             tools[tool.name] = tool
-        self._tools = tools
+        self._tools, self._validators = tools, {}
         return list(tools.values())
 
     # --- tools/call ---------------------------------------------------------------------------------
@@ -315,7 +316,9 @@ class McpGateway:
             described = self._tools.get(tool)
         if described is None:
             raise GatewayError("mcp.unknown_tool", f"the upstream has no tool `{tool}`")
-        _check_schema(tool, described.inputSchema, arguments)
+        if tool not in self._validators:
+            self._validators[tool] = _validator(tool, described.inputSchema)
+        _check_arguments(tool, self._validators[tool], arguments)
         action, resource = self.config.action_for(tool), self.config.resource_for(tool)
         request: dict[str, Any] = {
             "on_behalf_of": [p.model_dump(mode="json") for p in self.config.on_behalf_of],
@@ -386,14 +389,22 @@ def _request_of(error: InterlockError) -> dict[str, Any]:
     return {k: error.detail[k] for k in ("request_id", "grant") if k in error.detail}
 
 
-def _check_schema(tool: str, schema: dict[str, Any], arguments: dict[str, Any]) -> None:
-    """Refuse arguments the tool's own input schema refuses: nobody approves a call that cannot run."""
+def _validator(tool: str, schema: dict[str, Any]) -> Any:
+    """A validator of the tool's own input schema; `mcp.upstream_error` when it is not a usable JSON Schema."""
     try:
         validator = validator_for(schema)
         validator.check_schema(schema)
         # An empty registry: `$ref`s resolve inside the schema only; nothing is ever fetched.
-        error = jsonschema.exceptions.best_match(validator(schema, registry=Registry()).iter_errors(arguments))
-    except (jsonschema.SchemaError, Unresolvable):
+        return validator(schema, registry=Registry())
+    except jsonschema.SchemaError:
+        raise GatewayError("mcp.upstream_error", f"the input schema of `{tool}` is not a usable JSON Schema") from None
+
+
+def _check_arguments(tool: str, validator: Any, arguments: dict[str, Any]) -> None:
+    """Refuse arguments the tool's own input schema refuses: nobody approves a call that cannot run."""
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+    except Unresolvable:
         raise GatewayError("mcp.upstream_error", f"the input schema of `{tool}` is not a usable JSON Schema") from None
     if error is not None:
         where = "".join(f"[{json.dumps(p)}]" for p in error.absolute_path) or "the top level"
