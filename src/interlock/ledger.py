@@ -77,32 +77,29 @@ class Ledger:
 
     def inclusion_proof(self, index: int, size: int | None = None) -> dict[str, Any]:
         """The RFC 9162 inclusion proof of entry `index` in the tree of `size` (default: the newest checkpoint)."""
-        size = self._signed_size(size)
+        size = self._newest_size() if size is None else size
         if not 0 <= index < size:
             raise AuditError("audit.out_of_range", f"entry {index} is not in the tree of {size} entries")
         plan = merkle.inclusion_nodes(index, size)
-
-        def prove(node: merkle.NodeReader) -> tuple[bytes, list[bytes]]:
-            # The leaf and every node of the proof in one read (one query in a store): O(log size) nodes.
-            hashes = merkle.read_nodes([(0, index), *(n for part in plan for n in part)], node)
-            return hashes[(0, index)], merkle.proof_hashes(plan, hashes)
-
-        leaf, proof = self.store.read_tree(prove)
-        return {"index": index, "size": size, "leaf_hash": leaf.hex(), "proof": [h.hex() for h in proof]}
+        # The leaf, every node of the proof and the checkpoint of `size` in one read: O(log size) nodes.
+        hashes = self.store.signed_nodes(size, [(0, index), *(n for part in plan for n in part)])
+        proof = merkle.proof_hashes(plan, hashes)
+        return {"index": index, "size": size, "leaf_hash": hashes[(0, index)].hex(), "proof": [h.hex() for h in proof]}
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> dict[str, Any]:
         """The RFC 9162 consistency proof from the tree of `old_size` to that of `new_size` (default: newest)."""
-        new_size = self._signed_size(new_size)
+        new_size = self._newest_size() if new_size is None else new_size
         if not 0 <= old_size <= new_size:
             raise AuditError("audit.out_of_range", f"no consistency proof from {old_size} to {new_size} entries")
-        proof = self.store.read_tree(lambda node: merkle.consistency_proof(old_size, new_size, node))
+        plan = merkle.consistency_nodes(old_size, new_size)
+        # Read even when the plan is empty: the read is what checks that `new_size` was signed.
+        hashes = self.store.signed_nodes(new_size, [n for part in plan for n in part])
+        proof = merkle.proof_hashes(plan, hashes)
         return {"from": old_size, "to": new_size, "proof": [h.hex() for h in proof]}
 
-    def _signed_size(self, size: int | None) -> int:
-        """`size`, or the newest checkpoint's: proofs are given only for trees a checkpoint signed."""
-        signed = self.store.checkpoint(size)
-        if signed is None and size is None:
-            raise AuditError("audit.no_checkpoint", "the log has no signed checkpoint yet")
+    def _newest_size(self) -> int:
+        """The newest checkpoint's size: proofs are given only for trees a checkpoint signed."""
+        signed = self.store.checkpoint()
         if signed is None:
-            raise AuditError("audit.out_of_range", f"no checkpoint was signed at {size} entries")
+            raise AuditError("audit.no_checkpoint", "the log has no signed checkpoint yet")
         return signed.size

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import threading
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from interlock.audit import merkle
@@ -15,6 +18,7 @@ from interlock.ledger import Ledger
 from interlock.store import postgres_audit
 from interlock.store import sqlite as sqlite_store
 from interlock.store.base import Store
+from interlock.store.postgres import PostgresStore
 
 from .test_store_contract import T0, event
 
@@ -79,18 +83,86 @@ def test_many_nodes_read_at_once_are_the_nodes_read_one_by_one(any_store: Store)
     assert beyond.value.code == "audit.out_of_range"
 
 
-def test_a_missing_node_is_a_store_failure_not_a_wrong_proof(tmp_path: Path) -> None:
-    store = sqlite_store.SqliteStore(tmp_path / "tree.db")
-    try:
-        log = ledger(store)
-        store.append_audit([event("entry", None, n=n) for n in range(9)])
-        log.checkpoint()
-        store._writer.run(lambda db: db.execute("DELETE FROM audit_nodes WHERE level = 2"))
+def delete_nodes(store: Store, level: int) -> None:
+    """Tamper with the store behind its back: drop every stored node of `level`."""
+    if isinstance(store, sqlite_store.SqliteStore):
+        store._writer.run(lambda db: db.execute("DELETE FROM audit_nodes WHERE level = ?", (level,)))
+        return
+    assert isinstance(store, PostgresStore)
+    with psycopg.connect(store.url, autocommit=True) as conn:
+        conn.execute("DELETE FROM audit_nodes WHERE level = %s", (level,))
+
+
+def test_a_missing_node_is_a_store_failure_not_a_wrong_proof(any_store: Store) -> None:
+    log = ledger(any_store)
+    any_store.append_audit([event("entry", None, n=n) for n in range(9)])
+    log.checkpoint()
+    delete_nodes(any_store, 2)
+    for prove in (partial(log.inclusion_proof, 0), partial(log.inclusion_proof, 0, 9),
+                  partial(log.consistency_proof, 5, 9)):
         with pytest.raises(StoreError) as raised:
-            log.inclusion_proof(0)
+            prove()
         assert raised.value.code == "store.unavailable"
-    finally:
-        store.close()
+
+
+def test_proofs_for_a_size_no_checkpoint_signed_are_refused_even_where_its_nodes_exist(any_store: Store) -> None:
+    log = ledger(any_store)
+    any_store.append_audit([event("entry", None, n=n) for n in range(9)])
+    log.checkpoint()
+    any_store.append_audit([event("entry", None, n=n) for n in range(7)])
+    log.checkpoint()  # signed: 9 and 16; every node of the trees of 10..15 entries is stored too
+    for size in (10, 12, 15, 17, 2**40):
+        for prove in (partial(log.inclusion_proof, 0, size), partial(log.inclusion_proof, size - 1, size),
+                      partial(log.consistency_proof, 3, size), partial(log.consistency_proof, 0, size),
+                      partial(log.consistency_proof, size, size)):
+            with pytest.raises(AuditError) as raised:
+                prove()
+            assert raised.value.code == "audit.out_of_range", size
+        with pytest.raises(AuditError) as raised:
+            any_store.signed_nodes(size, [])
+        assert raised.value.code == "audit.out_of_range"
+    assert any_store.signed_nodes(9, []) == {} and log.consistency_proof(9, 9)["proof"] == []
+
+
+def test_proofs_taken_while_the_log_grows_each_verify_against_the_checkpoint_they_name(any_store: Store) -> None:
+    log = ledger(any_store)
+    any_store.append_audit([event("entry", None, n=n) for n in range(5)])
+    first = log.checkpoint()
+    assert first is not None
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def grow() -> None:
+        try:
+            for n in range(30):
+                any_store.append_audit([event("entry", None, n=n)] * (n % 3 + 1))
+                log.checkpoint()
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=grow)
+    writer.start()
+    proved = 0
+    while not done.is_set() or proved < 20:
+        for size in (first.size, None):
+            proof = log.inclusion_proof(proved % first.size, size)
+            assert merkle.verify_inclusion(bytes.fromhex(proof["leaf_hash"]), proof["index"], proof["size"],
+                                           [bytes.fromhex(h) for h in proof["proof"]], _root(any_store, proof["size"]))
+            consistency = log.consistency_proof(first.size, size)
+            assert merkle.verify_consistency(first.size, consistency["to"], first.root,
+                                             _root(any_store, consistency["to"]),
+                                             [bytes.fromhex(h) for h in consistency["proof"]])
+        proved += 1
+    writer.join()
+    assert not failures and proved >= 20
+
+
+def _root(store: Store, size: int) -> bytes:
+    signed = store.checkpoint(size)
+    assert signed is not None
+    return signed.root
 
 
 @pytest.mark.usefixtures("small_chunks")

@@ -9,12 +9,12 @@ with another node's.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 from interlock.audit.log import StoredEntry
-from interlock.audit.merkle import NodeReader
+from interlock.audit.merkle import Node, NodeReader
 from interlock.core.action import ActionRequest
 from interlock.core.approval import Approval
 from interlock.core.conditions import History
@@ -240,6 +240,11 @@ class Store(Protocol):
 
     def read_tree(self, read: Callable[[NodeReader], T]) -> T:
         """`read(node)` on one consistent snapshot of the tree's nodes (those up to the newest checkpoint)."""
+        ...
+
+    def signed_nodes(self, size: int, nodes: Sequence[Node]) -> dict[Node, bytes]:
+        """The hashes of `nodes` (level 0: leaf hashes) in the tree a checkpoint signed at `size`, read in one
+        statement with that checkpoint; `audit.out_of_range` without one, `store.unavailable` for a missing node."""
         ...
 
     def sign_off_review(

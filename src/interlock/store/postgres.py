@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
@@ -16,7 +16,7 @@ import psycopg_pool
 from psycopg.conninfo import conninfo_to_dict
 
 from interlock.audit.log import StoredEntry
-from interlock.audit.merkle import NodeReader
+from interlock.audit.merkle import Node, NodeReader
 from interlock.core.action import ActionRequest
 from interlock.core.conditions import History
 from interlock.core.errors import ApprovalError, AuthError, GrantError, InterlockError, StoreError
@@ -397,12 +397,15 @@ class PostgresStore:
             return postgres_audit.checkpoints(conn)
 
     def checkpoint(self, size: int | None = None) -> CheckpointRecord | None:
-        with self._transaction(_SNAPSHOT) as conn:
-            return postgres_audit.checkpoint(conn, size)
+        return postgres_audit.checkpoint(self._query, size)
 
     def read_tree(self, read: Callable[[NodeReader], T]) -> T:
         with self._transaction(_SNAPSHOT) as conn:  # one snapshot: the size and every node read agree
             return read(postgres_audit.node_reader(conn, postgres_audit.tree_size(conn)))
+
+    def signed_nodes(self, size: int, nodes: Sequence[Node]) -> dict[Node, bytes]:
+        # One statement in autocommit, one round trip: its snapshot holds the checkpoint and every node it reads.
+        return postgres_audit.signed_nodes(self._query, size, nodes)
 
     # --- credentials --------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ Everything that knows the audit tables' layout lives here, so a change of layout
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -21,6 +21,7 @@ from interlock.store.rows import at_micros, rfc3339, to_micros
 LOCK_NAMESPACE = 0x494C4B00  # "ILK\0"
 APPEND_LOCK = 2
 NODE_CHUNK = 1 << 14  # leaves whose nodes are completed at a time when a checkpoint is signed
+Query = Callable[[str, tuple[Any, ...]], list[Any]]  # runs one statement on its own (no transaction), returns its rows
 
 
 def append(conn: psycopg.Connection[Any], events: list[AuditEvent]) -> None:
@@ -115,31 +116,57 @@ def node_reader(conn: psycopg.Connection[Any], size: int) -> BatchReader:
     """The stored nodes of the tree of `size` leaves, many in one query."""
 
     def fetch(nodes: Sequence[Node]) -> dict[Node, bytes]:
-        inner = [(level, index) for level, index in nodes if level > 0]
-        rows = conn.execute(_NODES, ([level for level, _ in inner], [index for _, index in inner],
-                                     [index for level, index in nodes if level == 0])).fetchall()
+        rows = conn.execute(_NODES, _node_args(nodes)).fetchall()
         return {(int(level), int(index)): bytes(digest) for level, index, digest in rows}
 
     return tree.stored_nodes(size, fetch)
+
+
+def signed_nodes(query: Query, size: int, nodes: Sequence[Node]) -> dict[Node, bytes]:
+    """The hashes of `nodes` in the tree the checkpoint of `size` signed, and that checkpoint, in one statement."""
+
+    def fetch(wanted: Sequence[Node]) -> dict[Node, bytes] | None:
+        rows = query(_SIGNED_NODES, (*_node_args(wanted), size))
+        if not rows:
+            return None
+        return {(int(level), int(index)): bytes(digest) for level, index, digest in rows if level is not None}
+
+    return tree.signed_nodes(size, nodes, fetch)
+
+
+def _node_args(nodes: Sequence[Node]) -> tuple[list[int], list[int], list[int]]:
+    inner = [(level, index) for level, index in nodes if level > 0]
+    return [level for level, _ in inner], [index for _, index in inner], [index for level, index in nodes if level == 0]
 
 
 # Many nodes in one round trip: each inner node by its primary key, the leaves (level 0) from the audit table.
 _NODES = ("SELECT n.level, n.idx, n.hash FROM unnest(%s::integer[], %s::bigint[]) AS want (level, idx)"
           " JOIN audit_nodes AS n ON n.level = want.level AND n.idx = want.idx"
           " UNION ALL SELECT 0, idx, leaf_hash FROM audit WHERE idx = ANY(%s::bigint[])")
+# The same with the checkpoint they are proved against: no row without that checkpoint, one row of NULLs when it
+# is there and no node was asked for (or found).
+_SIGNED_NODES = ("SELECT found.* FROM audit_checkpoints LEFT JOIN ("
+                 "SELECT n.level, n.idx, n.hash FROM unnest(%s::integer[], %s::bigint[]) AS want (level, idx)"
+                 " JOIN audit_nodes AS n ON n.level = want.level AND n.idx = want.idx"
+                 " UNION ALL SELECT 0, idx, leaf_hash FROM audit WHERE idx = ANY(%s::bigint[])"
+                 ") AS found ON true WHERE size = %s")
 
 
 def last_checkpoint(conn: psycopg.Connection[Any]) -> CheckpointRecord | None:
-    row = conn.execute("SELECT size, root, note, signed_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
-                       ).fetchone()
+    row = conn.execute(_LAST_CHECKPOINT).fetchone()
     return _checkpoint_from_row(row) if row else None
 
 
-def checkpoint(conn: psycopg.Connection[Any], size: int | None) -> CheckpointRecord | None:
+def checkpoint(query: Query, size: int | None) -> CheckpointRecord | None:
+    """The checkpoint signed at `size` (default: the newest): one statement, so no transaction is needed."""
     if size is None:
-        return last_checkpoint(conn)
-    row = conn.execute("SELECT size, root, note, signed_at FROM audit_checkpoints WHERE size = %s", (size,)).fetchone()
-    return _checkpoint_from_row(row) if row else None
+        rows = query(_LAST_CHECKPOINT, ())
+    else:
+        rows = query("SELECT size, root, note, signed_at FROM audit_checkpoints WHERE size = %s", (size,))
+    return _checkpoint_from_row(rows[0]) if rows else None
+
+
+_LAST_CHECKPOINT = "SELECT size, root, note, signed_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
 
 
 def checkpoints(conn: psycopg.Connection[Any]) -> list[CheckpointRecord]:

@@ -390,6 +390,15 @@ class SqliteStore:
             (size,) = db.execute("SELECT tree_size FROM audit_log").fetchone()
             return read(_node_reader(db, size))
 
+    def signed_nodes(self, size: int, nodes: Sequence[Node]) -> dict[Node, bytes]:
+        def fetch(wanted: Sequence[Node]) -> dict[Node, bytes] | None:
+            rows = self._read(_SIGNED_NODES, (json.dumps(wanted), size))
+            if not rows:
+                return None
+            return {(level, index): bytes(digest) for level, index, digest in rows if level is not None}
+
+        return tree.signed_nodes(size, nodes, fetch)
+
     @staticmethod
     def _complete_nodes(db: sqlite3.Connection, limit: int | None = None) -> int:
         """Write every node completed by the leaves appended since the last call; return the log's size.
@@ -585,6 +594,16 @@ _NODES = ("WITH want (level, idx) AS"
           " ON n.level = want.level AND n.idx = want.idx"
           " UNION ALL SELECT 0, a.idx, a.leaf_hash FROM want CROSS JOIN audit AS a"
           " ON want.level = 0 AND a.idx = want.idx")
+# The same with the checkpoint they are proved against: no row without that checkpoint, one row of NULLs when it
+# is there and no node was asked for (or found).
+_SIGNED_NODES = ("SELECT found.* FROM audit_checkpoints LEFT JOIN ("
+                 "WITH want (level, idx) AS"
+                 " (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?))"
+                 " SELECT n.level, n.idx, n.hash FROM want CROSS JOIN audit_nodes AS n"
+                 " ON n.level = want.level AND n.idx = want.idx"
+                 " UNION ALL SELECT 0, a.idx, a.leaf_hash FROM want CROSS JOIN audit AS a"
+                 " ON want.level = 0 AND a.idx = want.idx"
+                 ") AS found ON 1 WHERE size = ?")
 
 
 def _last_checkpoint(db: sqlite3.Connection) -> CheckpointRecord | None:

@@ -37,6 +37,25 @@ def stored_nodes(size: int, fetch: Callable[[Sequence[Node]], dict[Node, bytes]]
     return BatchReader(lambda level, index: many([(level, index)])[(level, index)], many)
 
 
+def signed_nodes(size: int, nodes: Sequence[Node],
+                 fetch: Callable[[Sequence[Node]], dict[Node, bytes] | None]) -> dict[Node, bytes]:
+    """The hashes of `nodes` in the tree a checkpoint signed at `size`, read by `fetch` in one statement together
+    with that checkpoint (None: no checkpoint was signed at `size`, which is `audit.out_of_range`).
+
+    INVARIANT: a proof never mixes two states of the log. One statement reads one snapshot; and besides, stored
+    nodes and leaves are only ever inserted (primary keys: one value per node), and a checkpoint is written in
+    the transaction that completes its tree's nodes, so every state holding the checkpoint holds those nodes.
+    """
+
+    def checked(wanted: Sequence[Node]) -> dict[Node, bytes]:
+        found = fetch(wanted)
+        if found is None:
+            raise AuditError("audit.out_of_range", f"no checkpoint was signed at {size} entries")
+        return found
+
+    return dict(stored_nodes(size, checked).many(list(dict.fromkeys(nodes))))
+
+
 def grow(done: int, size: int, leaves: LeafRange, stored: NodeReader, chunk: int) -> Iterator[list[Completed]]:
     """Yield the nodes each chunk of leaves from `done` to `size` completes, in order."""
     newest: dict[int, tuple[int, bytes]] = {}  # level -> (index, hash) of the last node completed there
