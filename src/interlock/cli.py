@@ -218,12 +218,16 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
           checkpoint_every: Annotated[float, typer.Option(
               "--checkpoint-every", min=0.0, max=86400.0,
               help="Seconds between signed audit checkpoints while the log grows (0: only at shutdown).")] = 10.0,
+          oidc: Annotated[Path | None, typer.Option(
+              "--oidc", help="OpenID provider whose bearer JWTs principals may present (YAML; see README)"
+                             " [default: HOME/oidc.yaml when it exists].")] = None,
           ) -> None:
     """Serve the HTTP API (and /docs) on the home's store, keys and policy."""
     import uvicorn
 
     from interlock.checkpointer import Checkpointer
     from interlock.credentials import Credentials
+    from interlock.oidc import open_bearer
     from interlock.server import create_app
     from interlock.webhooks import Webhooks
 
@@ -233,10 +237,13 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
                                " with an admin credential instead")
         gate = _gate(home, policy)
         try:
+            bearer = open_bearer(Home.resolve(home, policy).path, oidc, gate.clock)
             webhooks = Webhooks.attach(gate, public_url or f"http://{host}:{port}")
         except InterlockError:
             gate.store.close()
             raise
+    if bearer is not None:
+        typer.echo(f"interlock: principals may also present bearer JWTs of {bearer.config.issuer}", err=True)
     checkpointer = Checkpointer(gate.ledger, checkpoint_every)
     if checkpoint_every:
         checkpointer.start()
@@ -244,7 +251,7 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
         # Plain HTTP on loopback is development: the inbox's cookies cannot be `Secure` there. Anywhere else
         # they are, so a server reached over plain HTTP (not behind TLS) has no working inbox sign-in.
         uvicorn.run(create_app(gate, Credentials(gate.store, gate.clock), metrics_public=public_metrics,
-                               dev_insecure_cookies=host in ("127.0.0.1", "::1", "localhost")),
+                               dev_insecure_cookies=host in ("127.0.0.1", "::1", "localhost"), oidc=bearer),
                     host=host, port=port, access_log=access_log)
     finally:
         if webhooks is not None:

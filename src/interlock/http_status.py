@@ -8,6 +8,7 @@
 | `input.method_not_allowed`                                                 | 405    |
 | `auth.missing`, `auth.invalid`, `auth.revoked`, `auth.session`             | 401    |
 | `auth.forbidden`, `auth.principal_mismatch`, `auth.csrf`                   | 403    |
+| `auth.jwks_unavailable` (the OpenID provider's keys cannot be read now)    | 503    |
 | `request.not_found`, `auth.unknown_credential`                             | 404    |
 | `approval.*`, `request.rejected`, `request.not_pending`                    | 409    |
 | `approval.binding_mismatch` (a sensitive approve without its code)         | 409    |
@@ -38,6 +39,7 @@ _EXACT = {
     "auth.principal_mismatch": 403,
     "auth.session": 401,
     "auth.csrf": 403,
+    "auth.jwks_unavailable": 503,
     "auth.unknown_credential": 404,
     "auth.already_revoked": 409,
     "request.not_found": 404,

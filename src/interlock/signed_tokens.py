@@ -22,11 +22,11 @@ from interlock.core.errors import InterlockError
 
 ALGORITHM = "EdDSA"
 MAX_TOKEN_BYTES = 16 * 1024
-# Headers that would let a token name its own verification key or change how it is read: refused.
-_REFUSED_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "crit", "b64"})
+# Headers that would let a token name its own verification key or change how it is read (RFC 8725 §3.10): refused.
+REFUSED_HEADERS = frozenset({"jwk", "jku", "x5u", "x5c", "x5t", "x5t#S256", "crit", "b64"})
 # RFC 7515 §7.1: three base64url parts without padding (a part of length 4n+1 cannot be base64url).
-_COMPACT_JWS = re.compile(r"(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?\.(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?"
-                          r"\.(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?")
+_PART = r"(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?"
+COMPACT_JWS = re.compile(rf"{_PART}\.{_PART}\.{_PART}")
 _REGISTRY = jws.JWSRegistry(algorithms=[ALGORITHM])
 # RFC 9864 prefers the fully specified "Ed25519" name; Interlock keeps "EdDSA", which every JOSE library reads.
 warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
@@ -60,7 +60,7 @@ def _protected_header(kid: str, typ: str) -> str:
 
 def verify(token: Any, public_keys: Mapping[str, OKPKey], typ: str, *, name: str, refuse: Refusal) -> dict[str, Any]:
     """Verify header and signature only; the caller checks times, audience and what the claims bind."""
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or not _COMPACT_JWS.fullmatch(token):
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or not COMPACT_JWS.fullmatch(token):
         raise refuse("malformed", f"{name} is not a compact JWS of three base64url parts")
     try:
         parsed = jws.extract_compact(token.encode())
@@ -71,7 +71,7 @@ def verify(token: Any, public_keys: Mapping[str, OKPKey], typ: str, *, name: str
         raise refuse("bad_algorithm", f"{name} algorithm `{header.get('alg')}` is not {ALGORITHM}")
     if header.get("typ") != typ:
         raise refuse("malformed", f"token type `{header.get('typ')}` is not {typ}")
-    if _REFUSED_HEADERS & header.keys():
+    if REFUSED_HEADERS & header.keys():
         raise refuse("malformed", f"{name} headers name their own key or change how it is read")
     kid = header.get("kid")
     key = public_keys.get(kid) if isinstance(kid, str) else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -14,19 +14,24 @@ from interlock.server.inbox import install as install_inbox
 from interlock.server.routes import grants, operations, requests
 from interlock.server.schemas import BODY_MODELS
 
+if TYPE_CHECKING:
+    from interlock.oidc import OidcBearer
+
 
 def create_app(gate: Gate, credentials: Credentials, *, metrics_public: bool = False,
-               dev_insecure_cookies: bool = False) -> FastAPI:
+               dev_insecure_cookies: bool = False, oidc: OidcBearer | None = None) -> FastAPI:
     """The HTTP API over `gate`, its callers authenticated by `credentials`.
 
     `/metrics` needs an admin credential unless `metrics_public` (only for a server bound to loopback).
     One app per gate: the app becomes the gate's observer. The inbox's cookies are `Secure` unless
-    `dev_insecure_cookies` (only for plain HTTP on loopback).
+    `dev_insecure_cookies` (only for plain HTTP on loopback). With `oidc`, principals may also present bearer
+    JWTs of that OpenID provider.
     """
     app = FastAPI(title="Interlock", version="1", description="A second, independent control between a request"
                   " and its execution. Every call but jwks and health needs `Authorization: Bearer ilk_...`.")
     app.state.gate = gate
     app.state.credentials = credentials
+    app.state.oidc = oidc
     app.state.metrics = metrics.Metrics(public=metrics_public)
     gate.observer = app.state.metrics.observe
     app.include_router(requests.router)

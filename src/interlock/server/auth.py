@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPBearer
@@ -10,9 +11,12 @@ from starlette.concurrency import run_in_threadpool
 
 from interlock.core.approval import takes_part
 from interlock.core.errors import AuthError
-from interlock.credentials import Credentials, Identity, Role
+from interlock.credentials import TOKEN_PREFIX, Credentials, Identity, Role
 from interlock.gate import Gate
 from interlock.results import RequestReview
+
+if TYPE_CHECKING:
+    from interlock.oidc import OidcBearer
 
 # Declared for the OpenAPI schema; the header is parsed below so each failure has its own reason code.
 _bearer_scheme = HTTPBearer(auto_error=False, description="`Authorization: Bearer ilk_...`")
@@ -38,12 +42,21 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
+def authenticate(request: Request, token: str | None) -> Identity:
+    """The identity of a bearer token: a registered credential (`ilk_...`), else, when the server accepts them,
+    a JWT of the configured OpenID provider (always a principal)."""
+    oidc: OidcBearer | None = request.app.state.oidc
+    if oidc is not None and token and not token.startswith(TOKEN_PREFIX):
+        return oidc.authenticate(token)
+    return credentials_of(request).authenticate(token)
+
+
 def caller(*roles: Role) -> Callable[..., Awaitable[Identity]]:
     """A dependency: the authenticated caller, refused with `auth.forbidden` unless it holds one of `roles`."""
 
     async def authenticated(request: Request, _: object = Depends(_bearer_scheme)) -> Identity:
         token = bearer_token(request)
-        identity = await run_in_threadpool(credentials_of(request).authenticate, token)
+        identity = await run_in_threadpool(authenticate, request, token)
         if identity.role not in roles:
             needed = " or ".join(roles)
             raise AuthError("auth.forbidden", f"a {identity.role} credential cannot do this; it needs {needed}")
