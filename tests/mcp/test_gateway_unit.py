@@ -58,7 +58,8 @@ class StandIn:
     async def list_tools(self) -> list[types.Tool]:
         return [types.Tool(name="pay", inputSchema=SCHEMA)]
 
-    async def call_tool(self, name: str, arguments: dict[str, Any], timeout: float) -> types.CallToolResult:
+    async def call_tool(self, name: str, arguments: dict[str, Any], timeout: float,
+                        meta: dict[str, Any] | None = None) -> types.CallToolResult:
         self.calls.append(arguments)
         self.entered.set()
         if self.hold is not None:

@@ -23,12 +23,17 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OKPKey
 
 from interlock import signed_tokens
+from interlock.core.canonical import canonical_json
 from interlock.core.errors import ExecutionError, KeyringError
 from interlock.keys import load_or_create_key
 from interlock.results import Consumption
 
 EXECUTION_TYP = "interlock-execution+jwt"
 EXECUTION_HEADER = "Interlock-Execution"
+# On an MCP tools/call the gateway forwards: the token in `params._meta`, bound to `htm` = "tools/call",
+# `htu` = the tool's name and `content_digest` over the RFC 8785 JSON of the arguments.
+EXECUTION_META = "interlock/execution"
+TOOL_CALL = "tools/call"
 DEFAULT_TTL = 60
 LEEWAY = 5  # seconds of clock difference between proxy and upstream tolerated
 Clock = Callable[[], datetime.datetime]
@@ -117,8 +122,7 @@ class ExecutionVerifier:
 
     def verify(self, token: str | None, *, method: str, target: str, body: bytes) -> Execution:
         if not token:
-            raise ExecutionError("execution.missing", f"no {EXECUTION_HEADER} header: this call did not come"
-                                                      " through the gate")
+            raise ExecutionError("execution.missing", "no execution token: this call did not come through the gate")
         claims = signed_tokens.verify(token, self._keys, EXECUTION_TYP, name="execution token",
                                       refuse=lambda reason, message: ExecutionError(f"execution.{reason}", message))
         now = int(self._clock().timestamp())
@@ -131,7 +135,7 @@ class ExecutionVerifier:
             raise ExecutionError("execution.malformed", "execution token times are missing or in the future")
         if expires + LEEWAY < now:
             raise ExecutionError("execution.expired", "execution token has expired")
-        for claim, actual in (("htm", method.upper()), ("htu", target), ("content_digest", content_digest(body))):
+        for claim, actual in (("htm", method), ("htu", target), ("content_digest", content_digest(body))):
             if claims.get(claim) != actual:
                 raise ExecutionError("execution.request_mismatch", f"execution token was issued for another call"
                                                                    f" (`{claim}` differs)")
@@ -146,3 +150,11 @@ class ExecutionVerifier:
         return Execution(grant=str(claims.get("grant")), request_id=str(claims.get("request_id")),
                          action=str(claims.get("action")), digest=str(claims.get("digest")),
                          issuer=str(claims.get("iss")), claims=claims)
+
+
+def verify_tool_call(verifier: ExecutionVerifier, meta: Mapping[str, Any] | None, tool: str,
+                     arguments: Mapping[str, Any] | None) -> Execution:
+    """An MCP upstream's check of one tools/call: its `_meta` carries a valid token for this tool and arguments."""
+    token = meta.get(EXECUTION_META) if meta else None
+    return verifier.verify(token if isinstance(token, str) else None, method=TOOL_CALL, target=tool,
+                           body=canonical_json(dict(arguments or {})))

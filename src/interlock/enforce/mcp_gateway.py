@@ -7,6 +7,7 @@ one call (the request a retry finds, consume once, report) is `calls.CallGate`'s
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import re
@@ -16,24 +17,26 @@ from typing import Any, Literal, Protocol
 
 import anyio
 import jsonschema  # type: ignore[import-untyped]
-import yaml
 from jsonschema.validators import validator_for  # type: ignore[import-untyped]
 from mcp import types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
+from interlock.config_files import load_model, read_bytes
 from interlock.core import strict_json
 from interlock.core.action import ACTION_NAME, CHANNEL_NAME, Principal, PrincipalKind
+from interlock.core.canonical import canonical_json
 from interlock.core.errors import InterlockError, RequestError
-from interlock.core.policy import _UniqueKeyLoader
 from interlock.enforce.calls import Call, CallGate, GateLike, Ruling, waiting
+from interlock.enforce.execution import EXECUTION_META, TOOL_CALL, ExecutionKey
 from interlock.results import Consumption, RequestState
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
     "TOOL_NAME",
     "AgentSpec",
+    "ExecutionSpec",
     "GateLike",
     "GatewayConfig",
     "GatewayError",
@@ -90,6 +93,16 @@ class ToolSpec(_Strict):
     resource: str | None = Field(default=None, pattern=r"^[^\x00-\x1f\x7f]{1,256}$")
 
 
+class ExecutionSpec(_Strict):
+    """Sign every forwarded call (`_meta["interlock/execution"]`) so the upstream can refuse calls that skipped
+    the gateway: see `enforce/execution.py` and README "No direct path"."""
+
+    audience: str = Field(pattern=r"^[^\x00-\x1f\x7f]{1,256}$", description="`aud`: the upstream's name")
+    issuer: str = Field(default="interlock-mcp-gateway", pattern=r"^[^\x00-\x1f\x7f]{1,256}$")
+    key: Path = Path("gateway-execution.pem")  # the gateway's own Ed25519 key, relative to the config file
+    ttl: int = Field(default=60, ge=5, le=3600)
+
+
 class GatewayConfig(_Strict):
     """`interlock mcp-gateway --config FILE`: the mapping from MCP tool calls to action requests."""
 
@@ -108,6 +121,7 @@ class GatewayConfig(_Strict):
     max_argument_bytes: int = Field(default=256 * 1024, ge=2, le=MAX_MESSAGE_BYTES // 2)
     call_timeout: float = Field(default=60.0, gt=0, le=3600)
     connect_timeout: float = Field(default=30.0, gt=0, le=600)
+    execution: ExecutionSpec | None = None
     # Environment variables of the gateway passed on to a stdio upstream (the MCP SDK passes only HOME, PATH, ...).
     upstream_env: tuple[str, ...] = ()
 
@@ -135,29 +149,16 @@ class GatewayConfig(_Strict):
 
 def load_config(text: str | bytes) -> GatewayConfig:
     """Parse a gateway config (YAML, duplicate keys refused); any problem is `input.invalid` naming where."""
-    try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise RequestError("input.invalid", f"gateway config: YAML error{where}: "
-                                            f"{getattr(exc, 'problem', None) or exc}") from None
-    if not isinstance(document, dict):
-        raise RequestError("input.invalid", "gateway config: a YAML mapping with at least `server`")
-    try:
-        return GatewayConfig.model_validate(document)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "$"
-        code = "input.unknown_field" if first["type"] == "extra_forbidden" else "input.invalid"
-        raise RequestError(code, f"gateway config: `{where}`: {first['msg']}") from None
+    return load_model(text, GatewayConfig, "gateway config", "a YAML mapping with at least `server`")
 
 
 def read_config(path: Path) -> GatewayConfig:
-    try:
-        return load_config(path.read_bytes())
-    except OSError as exc:
-        raise RequestError("input.unreadable", f"cannot read {path}: {exc.strerror}") from None
+    """`load_config` of a file; the execution key's path is then relative to the file's directory."""
+    config = load_config(read_bytes(path))
+    if config.execution is None:
+        return config
+    return config.model_copy(update={"execution": config.execution.model_copy(
+        update={"key": path.parent / config.execution.key})})
 
 
 # --- what the gateway talks to -------------------------------------------------------------------------
@@ -171,8 +172,10 @@ class Upstream(Protocol):
 
     async def list_tools(self) -> list[types.Tool]: ...
 
-    async def call_tool(self, name: str, arguments: dict[str, Any], timeout: float) -> types.CallToolResult:
-        """Send one tools/call once; never retried. A timeout or a lost connection is a `GatewayError`."""
+    async def call_tool(self, name: str, arguments: dict[str, Any], timeout: float,
+                        meta: dict[str, Any] | None = None) -> types.CallToolResult:
+        """Send one tools/call (with `meta` as its `_meta`) once; never retried. A timeout or a lost connection is
+        a `GatewayError`."""
 
 
 # --- results the agent sees ------------------------------------------------------------------------------
@@ -257,8 +260,11 @@ class McpGateway:
     """
 
     def __init__(self, config: GatewayConfig, requester: GateLike, upstream: Upstream,
-                 executor: GateLike | None = None) -> None:
+                 executor: GateLike | None = None, execution_key: ExecutionKey | None = None) -> None:
+        if (config.execution is None) != (execution_key is None):
+            raise ValueError("an execution key goes with the config's `execution`, and only with it")
         self.config = config
+        self.execution_key = execution_key
         self.calls = CallGate(requester, executor)
         self.upstream = upstream
         self._tools: dict[str, types.Tool] = {}
@@ -367,7 +373,8 @@ class McpGateway:
                                request_id=ruling.state.request_id) from None
         consumed = await anyio.to_thread.run_sync(self.calls.consume, call.gated, ruling)
         try:
-            result = await self.upstream.call_tool(call.tool, call.arguments, self.config.call_timeout)
+            result = await self.upstream.call_tool(call.tool, call.arguments, self.config.call_timeout,
+                                                   self._execution(call, consumed))
         except GatewayError as failed:
             await self._report(consumed, False, f"{failed.code}: {failed.message}")
             raise GatewayError(failed.code, f"{failed.message}. Its grant is used up: calling again is a new"
@@ -383,6 +390,16 @@ class McpGateway:
 
     async def _report(self, consumed: Consumption, succeeded: bool, detail: str) -> None:
         await anyio.to_thread.run_sync(self.calls.report, consumed, succeeded, detail)
+
+    def _execution(self, call: _Call, consumed: Consumption) -> dict[str, Any] | None:
+        """The forwarded call's `_meta`: a signed execution token bound to this tool and these arguments."""
+        if self.execution_key is None or self.config.execution is None:
+            return None
+        spec = self.config.execution
+        token = self.execution_key.issue(
+            consumed, issuer=spec.issuer, audience=spec.audience, method=TOOL_CALL, target=call.tool,
+            body=canonical_json(call.arguments), now=datetime.datetime.now(datetime.UTC), ttl=spec.ttl)
+        return {EXECUTION_META: token}
 
 
 def _request_of(error: InterlockError) -> dict[str, Any]:

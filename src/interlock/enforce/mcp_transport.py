@@ -163,12 +163,13 @@ class ConnectedUpstream:
             raise self._failure(session, exc, "listing tools") from None
         return tools
 
-    async def call_tool(self, name: str, arguments: dict[str, Any], timeout: float) -> types.CallToolResult:
+    async def call_tool(self, name: str, arguments: dict[str, Any], timeout: float,
+                        meta: dict[str, Any] | None = None) -> types.CallToolResult:
         """Send one tools/call and wait at most `timeout`; never re-sent. The result is passed on unvalidated."""
         session = await self._current()
         stop = self._stop
-        request = types.ClientRequest(types.CallToolRequest(
-            params=types.CallToolRequestParams(name=name, arguments=arguments)))
+        request = types.ClientRequest(types.CallToolRequest(params=types.CallToolRequestParams.model_validate(
+            {"name": name, "arguments": arguments, **({"_meta": meta} if meta else {})})))
         result: types.CallToolResult | None = None
         try:
             with anyio.fail_after(timeout):

@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from interlock.config_files import load_model, read_bytes
 from interlock.core.action import ACTION_NAME, CHANNEL_NAME, Principal
 from interlock.core.errors import ProxyError, RequestError
-from interlock.core.policy import _UniqueKeyLoader
 from interlock.core.strict_json import MAX_DOCUMENT_BYTES
 from interlock.enforce.mcp_gateway import AgentSpec
 
@@ -103,22 +102,7 @@ class ProxyConfig(_Strict):
 
 def load_config(text: str | bytes, base: Path) -> ProxyConfig:
     """Parse a proxy config (YAML, duplicate keys refused); `execution_key` is relative to `base`."""
-    try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise RequestError("input.invalid", f"proxy config: YAML error{where}: "
-                                            f"{getattr(exc, 'problem', None) or exc}") from None
-    if not isinstance(document, dict):
-        raise RequestError("input.invalid", "proxy config: a YAML mapping with `upstream`, `audience` and `routes`")
-    try:
-        config = ProxyConfig.model_validate(document)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "$"
-        code = "input.unknown_field" if first["type"] == "extra_forbidden" else "input.invalid"
-        raise RequestError(code, f"proxy config: `{where}`: {first['msg']}") from None
+    config = load_model(text, ProxyConfig, "proxy config", "a YAML mapping with `upstream`, `audience` and `routes`")
     if config.max_body_bytes > MAX_DOCUMENT_BYTES and any(r.body == "json" for r in config.routes):
         raise RequestError("input.invalid", f"proxy config: a JSON body is at most {MAX_DOCUMENT_BYTES} bytes;"
                                             " use `body: raw` routes for larger uploads")
@@ -126,10 +110,7 @@ def load_config(text: str | bytes, base: Path) -> ProxyConfig:
 
 
 def read_config(path: Path) -> ProxyConfig:
-    try:
-        return load_config(path.read_bytes(), path.parent)
-    except OSError as exc:
-        raise RequestError("input.unreadable", f"cannot read {path}: {exc.strerror}") from None
+    return load_config(read_bytes(path), path.parent)
 
 
 @dataclass(frozen=True)
