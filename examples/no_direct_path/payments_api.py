@@ -46,6 +46,9 @@ def create_app(verifier: ExecutionVerifier, record: Path | None = None) -> Starl
              "request_id": execution.request_id, "execution": request.headers[EXECUTION_HEADER]})
         if request.method == "POST":
             return JSONResponse({"transfer": "done", "grant": execution.grant}, status_code=201)
+        if request.url.path.endswith("/statement"):  # a long answer: the proxy streams it through
+            lines = [{"day": day, "amount": 100 + day % 7, "memo": "x" * 200} for day in range(1000)]
+            return JSONResponse({"account": request.path_params["account"], "lines": lines})
         return JSONResponse({"account": request.path_params["account"], "balance": 1250})
 
     async def health(_: Request) -> JSONResponse:
@@ -54,6 +57,7 @@ def create_app(verifier: ExecutionVerifier, record: Path | None = None) -> Starl
     return Starlette(routes=[
         Route("/payments/{account}", gated, methods=["POST"]),
         Route("/accounts/{account}/balance", gated, methods=["GET"]),
+        Route("/accounts/{account}/statement", gated, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
     ])
 

@@ -200,6 +200,13 @@ def test_an_allowed_call_is_submitted_consumed_and_forwarded(deployment: Deploym
     assert decided.outcome == "approved" or decided.consumed
 
 
+def test_a_long_answer_is_streamed_through_whole(deployment: Deployment, gate: Gate) -> None:
+    answer = httpx.get(f"{deployment.proxy}/accounts/acc-1/statement")
+    assert answer.status_code == 200 and len(answer.content) > 200_000
+    assert len(answer.json()["lines"]) == 1000
+    assert reported(gate, deployment.executed()[0]["request_id"]) == "succeeded"
+
+
 def test_a_held_call_runs_once_when_sent_again_after_approval(deployment: Deployment, gate: Gate) -> None:
     url = f"{deployment.proxy}/payments/acc-1"
     held = httpx.post(url, json=BODY)

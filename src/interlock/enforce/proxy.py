@@ -44,6 +44,8 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "prox
                          "transfer-encoding", "upgrade", "host", "content-length", "expect", "content-digest"})
 # The reason code of a request that a repeated call found rejected or expired.
 _ENDED = {"rejected": "request.rejected", "expired": "approval.expired"}
+# An upstream answer up to this size (by its Content-Length) is read whole and sent at once; larger ones stream.
+_BUFFERED_BYTES = 64 * 1024
 # Headers aiohttp would add by itself: the upstream gets the caller's, or none.
 _NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 _GRANT_VALUE = re.compile(r"[A-Za-z0-9_.-]{1,16384}")
@@ -191,15 +193,30 @@ class EnforcingProxy:
         succeeded = answer.status < 400
         detail = "" if succeeded else f"the upstream answered {answer.status}"
 
-        async def finish() -> None:
-            answer.release()
+        async def report_later() -> None:
             # Not awaited here: the connection's next request would wait for it (HTTP/1.1 answers in order).
             task = asyncio.get_running_loop().create_task(self._report(consumed, succeeded, detail))
             self._reports.add(task)
             task.add_done_callback(self._reports.discard)
 
-        response = StreamingResponse(answer.content.iter_any(), status_code=answer.status,
-                                     background=BackgroundTask(finish))
+        response: Response
+        if answer.content_length is not None and answer.content_length <= _BUFFERED_BYTES:
+            try:
+                content = await answer.read()  # a small answer whole: cheaper than streaming it
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                await self._report(consumed, False, f"the upstream's answer broke off: {exc!r}"[:4096])
+                raise ProxyError("proxy.upstream_failed", _spent("the upstream's answer broke off", consumed),
+                                 **_ids(consumed)) from None
+            finally:
+                answer.release()
+            response = Response(content, status_code=answer.status, background=BackgroundTask(report_later))
+        else:
+            async def finish() -> None:
+                answer.release()
+                await report_later()
+
+            response = StreamingResponse(answer.content.iter_any(), status_code=answer.status,
+                                         background=BackgroundTask(finish))
         response.raw_headers = _returned_headers(answer)  # as a list: several Set-Cookie fields stay several
         return response
 
