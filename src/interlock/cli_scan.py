@@ -8,15 +8,16 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from interlock.core.errors import RequestError
-from interlock.scan.findings import ScanResult
+
+if TYPE_CHECKING:  # rich and the scanners load when a scan or a diff runs, not with every command
+    from rich.console import Console
+
+    from interlock.scan.findings import ScanResult
 
 # `interlock scan` exit codes (2, bad usage, is the CLI's usual one).
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_INCOMPLETE = 0, 1, 5
@@ -66,6 +67,7 @@ def register(app: typer.Typer, policy_app: typer.Typer, refusals: Callable[[], A
         """Find trust-to-action bypass paths: identities that reach a sensitive action with no second control.
 
         Files are recognised by content (policies, NHI inventories, workflows, RBAC, IAM, agent code); none is run.
+        The SARIF logs of other scanners (zizmor, checkov…) found among them are imported into the same report.
 
         Exit 0: nothing at or above --fail-on. 1: findings at or above it. 2: usage error.
         5: no failing finding, but some inputs could not be scanned (the report lists them).
@@ -103,6 +105,9 @@ def register(app: typer.Typer, policy_app: typer.Typer, refusals: Callable[[], A
                         "new": {"path": str(new), "version": after.version},
                         "downgraded": bool(downgrades), "downgrades": [d.to_json() for d in downgrades]})
         else:
+            from rich.table import Table
+            from rich.text import Text
+
             console = _console(None)
             if downgrades:
                 table = Table(title=f"Control downgrades from {old} to {new}", title_justify="left")
@@ -135,12 +140,16 @@ def _render(result: ScanResult, report_format: ReportFormat, fail_on: Any, outpu
     if output is None:
         report_table.render(result, fail_on, _console(None))
         return ""
+    from rich.console import Console
+
     buffer = io.StringIO()
     report_table.render(result, fail_on, Console(file=buffer, width=TABLE_WIDTH, no_color=True, force_terminal=False))
     return buffer.getvalue()
 
 
 def _console(file: Any) -> Console:
+    from rich.console import Console
+
     console = Console(file=file)
     return console if console.is_terminal else Console(file=file, width=TABLE_WIDTH)
 

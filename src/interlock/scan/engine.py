@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from interlock.scan.findings import FileProblem, Finding, ScanResult
+from interlock.scan.findings import FileProblem, Finding, IncompleteScan, ScanResult, SkippedInput
 from interlock.scan.sources import ParseError, Source, read_sources
 
 _log = logging.getLogger(__name__)
@@ -42,9 +42,11 @@ def default_scanners(today: datetime.date | None = None) -> list[Scanner]:
     from interlock.scan.k8s_rbac import KubernetesRbacScanner
     from interlock.scan.nhi_inventory import NhiInventoryScanner
     from interlock.scan.policies import PolicyScanner
+    from interlock.scan.sarif_import import SarifImportScanner
 
     nhi = NhiInventoryScanner(today or datetime.datetime.now(datetime.UTC).date())
-    return [PolicyScanner(), nhi, GitHubWorkflowScanner(), KubernetesRbacScanner(), AwsIamScanner(), AgentCodeScanner()]
+    return [SarifImportScanner(), PolicyScanner(), nhi, GitHubWorkflowScanner(), KubernetesRbacScanner(),
+            AwsIamScanner(), AgentCodeScanner()]
 
 
 def scan(paths: Sequence[Path], scanners: Sequence[Scanner] | None = None) -> ScanResult:
@@ -69,6 +71,13 @@ def scan(paths: Sequence[Path], scanners: Sequence[Scanner] | None = None) -> Sc
                 together.setdefault(id(scanner), (scanner, []))[1].append(source)
             else:
                 result.findings.extend(scanner.scan(source))
+        except SkippedInput as exc:
+            _log.info("%s skipped: %s", source.display, exc)
+            result.skipped += 1
+            continue
+        except IncompleteScan as exc:  # what was read is reported, and the file is a problem: the scan is incomplete
+            result.findings.extend(exc.findings)
+            result.problems.append(FileProblem(source.display, "scan.incomplete", str(exc)))
         except ParseError as exc:
             result.problems.append(FileProblem(source.display, "scan.unparseable", str(exc)))
             continue

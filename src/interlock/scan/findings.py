@@ -12,7 +12,10 @@ SEVERITIES: tuple[Severity, ...] = ("high", "medium", "low")
 
 @dataclass(frozen=True)
 class Rule:
-    """One check. `id` is stable (`<kind>.<name>`, lower case), used as the SARIF ruleId and in suppressions."""
+    """One check. `id` is stable (`<kind>.<name>`, lower case), used as the SARIF ruleId and in suppressions.
+
+    A rule imported from another scanner's SARIF is `<tool>/<its own id>`, spelled as the tool spells it.
+    """
 
     id: str
     title: str
@@ -59,12 +62,26 @@ class FileProblem:
     message: str
 
 
+class SkippedInput(Exception):  # not an error: the scanner declines the file, and says why
+    """Raised by a scanner's `scan` for a file it recognised and leaves out on purpose: counted as skipped."""
+
+
+class IncompleteScan(Exception):
+    """Raised by a scanner's `scan` that reports `findings` but could not take the whole file (the message says
+    what was left out): the findings are kept and the file is also a `scan.incomplete` problem."""
+
+    def __init__(self, findings: list[Finding], message: str) -> None:
+        super().__init__(message)
+        self.findings = findings
+
+
 @dataclass
 class ScanResult:
     findings: list[Finding] = field(default_factory=list)
     problems: list[FileProblem] = field(default_factory=list)
     scanned: dict[str, int] = field(default_factory=dict)  # kind -> number of files scanned
-    skipped: int = 0  # files seen while walking a directory that no scanner recognised
+    # files seen while walking a directory that no scanner recognised, and files a scanner left out on purpose
+    skipped: int = 0
     # display path -> the path as read, for reports that locate files from elsewhere (SARIF: the repository root)
     paths: dict[str, Path] = field(default_factory=dict)
 

@@ -24,7 +24,7 @@ MAX_ALIASES = 1000  # a "billion laughs" document expands through aliases; real 
 # A few aliases of aliases expand to billions of nodes (9 levels of 9 make 9^9): bound the expanded size, which
 # is what a scanner walking the document would traverse.
 MAX_EXPANDED_NODES = 1_000_000
-CANDIDATE_SUFFIXES = (".yml", ".yaml", ".json", ".py")
+CANDIDATE_SUFFIXES = (".yml", ".yaml", ".json", ".sarif", ".py")
 SKIPPED_DIRECTORIES = frozenset({".git", ".hg", ".svn", "node_modules", ".venv", "venv", "__pycache__", ".tox"})
 Syntax = Literal["yaml", "json", "python", "text"]
 
@@ -73,7 +73,7 @@ class Source:
         suffix = self.path.suffix.lower()
         if suffix == ".py" or (suffix == "" and self.text.startswith("#!") and "python" in self.text.split("\n", 1)[0]):
             return "python"
-        if suffix == ".json":
+        if suffix in (".json", ".sarif"):
             return "json"
         if suffix in (".yml", ".yaml"):
             return "yaml"
@@ -83,7 +83,12 @@ class Source:
         """The YAML/JSON documents of the file (a YAML stream may hold several). Raises `ParseError`."""
         if self._documents is None and self._error is None:
             try:
-                self._documents = _parse(self.text, self.syntax)
+                if self.path.suffix.lower() == ".sarif":
+                    # SARIF carries its own line numbers, and a log of megabytes takes the line-numbering YAML
+                    # reader seconds: read as plain JSON (every line is 1).
+                    self._documents = (_json_with_lines(self.text),)
+                else:
+                    self._documents = _parse(self.text, self.syntax)
             except ParseError as exc:
                 self._error = str(exc)
         if self._error is not None:
@@ -123,7 +128,7 @@ def _parse(text: str, syntax: Syntax) -> tuple[Any, ...]:
 
 
 def _json_with_lines(text: str) -> Any:
-    """JSON that YAML 1.1 will not read (tabs, some escapes): parsed as JSON, without lines."""
+    """JSON parsed as JSON, without lines: SARIF logs, and JSON that YAML 1.1 will not read (tabs, some escapes)."""
     try:
         return _lined(json.loads(text), 1)
     except (ValueError, RecursionError) as exc:

@@ -18,7 +18,7 @@ FAIL_ON: tuple[FailOn, ...] = ("high", "medium", "low", "never")
 class Summary:
     findings: int
     by_severity: dict[Severity, int]
-    by_kind: dict[str, int]  # rule id prefix (`policy`, `workflow`, …) -> findings
+    by_kind: dict[str, int]  # rule id prefix (`policy`, `workflow`, …, or the tool of an imported one) -> findings
     scanned: dict[str, int]
     skipped: int
     problems: int
@@ -48,7 +48,9 @@ def summarize(result: ScanResult, fail_on: FailOn) -> Summary:
 
 
 def kind_of(finding: Finding) -> str:
-    return finding.rule.id.split(".", 1)[0]
+    """`policy` for `policy.…`; the tool for an imported `zizmor/…` (whose own id may hold dots)."""
+    rule_id = finding.rule.id
+    return rule_id.split("/", 1)[0] if "/" in rule_id else rule_id.split(".", 1)[0]
 
 
 def fingerprints(findings: list[Finding]) -> list[str]:
