@@ -37,8 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from interlock.core.action import ActionRequest
 from interlock.core.errors import InterlockError, PolicyError
 from interlock.core.policy import GROUP_PREFIX, Policy
@@ -135,6 +133,8 @@ class Webhooks:
         self._stopped = threading.Event()
         self.sleep = sleep or _sleep_until_stopped(self._stopped)
         self._queue: queue.Queue[Delivery | None] = queue.Queue(maxsize=queue_size)
+        import httpx  # here, not at the top: a `serve` whose policy names no target never loads it
+
         self._client = httpx.Client(timeout=timeout, follow_redirects=False)
         self._worker = threading.Thread(target=self._run, name="interlock-webhooks", daemon=True)
 
@@ -258,6 +258,8 @@ class Webhooks:
         self._record(delivery, attempts, delivered=False, reason="attempts_exhausted" if retry else "refused")
 
     def _attempt(self, delivery: Delivery) -> tuple[dict[str, Any], bool]:
+        import httpx
+
         now = self.clock()
         timestamp = int(now.timestamp())
         headers = {

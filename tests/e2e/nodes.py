@@ -7,11 +7,13 @@ import asyncio
 import base64
 import json
 import os
+import queue
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -54,6 +56,7 @@ rules:
       expires_in: 1h
 """
 STARTUP_SECONDS = 60.0  # generous: several nodes start at once on a 2-core machine that runs other tests too
+LAUNCHER = Path(__file__).with_name("serve_launcher.py")
 
 
 def transfer(number: int, amount: int) -> dict[str, Any]:
@@ -127,6 +130,101 @@ def prepare(folder: Path, nodes: int, store_url: str | None) -> tuple[list[Path]
     return homes, tokens
 
 
+class Launched:
+    """A process a `Launcher` forked: what `Node` uses of `subprocess.Popen`, with the launcher doing the signalling
+    and the reaping (a pid it has reaped is never signalled)."""
+
+    def __init__(self, launcher: Launcher, pid: int) -> None:
+        self.launcher, self.pid = launcher, pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        self.returncode = self.launcher.returncode(self.pid, timeout=0)
+        return self.returncode
+
+    def wait(self, timeout: float) -> int:
+        self.returncode = self.launcher.returncode(self.pid, timeout)
+        if self.returncode is None:
+            raise subprocess.TimeoutExpired(f"launched pid {self.pid}", timeout)
+        return self.returncode
+
+    def send_signal(self, number: int) -> None:
+        self.launcher.signal(self.pid, number)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class Launcher:
+    """`serve_launcher.py` running: it starts `interlock serve` processes by forking an interpreter that has
+    already imported what they import, so a restart costs a fraction of a cold start (see its docstring)."""
+
+    def __init__(self, log: Path) -> None:
+        with log.open("ab") as errors:
+            self._process = subprocess.Popen([sys.executable, str(LAUNCHER)], stdin=subprocess.PIPE,
+                                             stdout=subprocess.PIPE, stderr=errors, env=clean_env())
+        self._answers: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._exits: dict[int, int] = {}
+        self._exited = threading.Condition()
+        self._asking = threading.Lock()
+        self._reader = threading.Thread(target=self._read, name="launcher-reader", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            message = json.loads(line)
+            if "exited" in message:
+                with self._exited:
+                    self._exits[message["exited"]] = message["returncode"]
+                    self._exited.notify_all()
+            else:
+                self._answers.put(message)
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self._process.stdin is not None
+        with self._asking:
+            self._process.stdin.write(json.dumps(request).encode() + b"\n")
+            self._process.stdin.flush()
+            try:
+                return self._answers.get(timeout=STARTUP_SECONDS)
+            except queue.Empty:
+                raise AssertionError(f"the serve launcher did not answer (exit {self._process.poll()})") from None
+
+    def start(self, argv: list[str], env: dict[str, str], log: Path) -> Launched:
+        return Launched(self, self._ask({"start": argv, "env": env, "cwd": os.getcwd(), "log": str(log)})["started"])
+
+    def signal(self, pid: int, number: int) -> None:
+        self._ask({"signal": pid, "number": int(number)})
+
+    def returncode(self, pid: int, timeout: float) -> int | None:
+        with self._exited:
+            self._exited.wait_for(lambda: pid in self._exits, timeout)
+            return self._exits.get(pid)
+
+    def close(self) -> None:
+        """Stop the launcher; it kills the children still running first."""
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        self._process.wait(timeout=30)
+        self._reader.join(timeout=30)  # it reads to the end of the launcher's output, then the pipe can close
+        assert self._process.stdout is not None
+        self._process.stdout.close()
+
+
+@contextmanager
+def launching(log: Path) -> Iterator[Launcher]:
+    """A `Launcher` until the block ends (its errors in `log`); then it and every child it still has are stopped."""
+    started = Launcher(log)
+    try:
+        yield started
+    finally:
+        started.close()
+
+
 class Node:
     """One `interlock serve` process; it keeps its port across restarts, so clients keep its URL."""
 
@@ -134,16 +232,20 @@ class Node:
         self.name, self.home, self.store_url, self.log, self.extra = name, home, store_url, log, extra
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: subprocess.Popen[bytes] | Launched | None = None
         self.starts = 0
 
-    def start(self) -> None:
-        """Start the process (it is ready once `wait_ready` returns)."""
+    def start(self, launcher: Launcher | None = None) -> None:
+        """Start the process, a new interpreter or one forked by `launcher` (ready once `wait_ready` returns)."""
         assert self.process is None, f"{self.name} is running"
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "interlock.cli", "serve", "--port", str(self.port), *self.extra],
-                env=_env(self.home, self.store_url), stdout=log, stderr=subprocess.STDOUT)
+        argv = ["serve", "--port", str(self.port), *self.extra]
+        if launcher is not None:
+            self.process = launcher.start(argv, _env(self.home, self.store_url), self.log)
+        else:
+            with self.log.open("ab") as log:
+                self.process = subprocess.Popen([sys.executable, "-m", "interlock.cli", *argv],
+                                                env=_env(self.home, self.store_url), stdout=log,
+                                                stderr=subprocess.STDOUT)
         self.starts += 1
 
     async def wait_ready(self) -> None:
@@ -165,7 +267,7 @@ class Node:
     def kill(self) -> None:
         """`kill -9` this node's process (only it: by its own pid) and reap it."""
         assert self.process is not None, f"{self.name} is not running"
-        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
         self.process = None
 

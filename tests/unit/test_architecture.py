@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -101,6 +102,30 @@ def test_core_opens_no_files(path: Path) -> None:
     opened = [node.lineno for node in ast.walk(ast.parse(path.read_text()))
               if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("open", "input")]
     assert opened == [], f"{path.name} does I/O at lines {opened}"
+
+
+# Loaded by no command at start: each command imports its own heavy parts when it runs, so `interlock serve`
+# (restarted dozens of times by tests/e2e/test_crash.py) and every short CLI call start without them.
+CLI_START_UNNEEDED = ("mcp", "aiohttp", "jsonschema", "rich", "httpx", "interlock.scan", "interlock.enforce",
+                      "interlock.client")
+
+
+def loaded_by(statement: str, names: tuple[str, ...]) -> list[str]:
+    """Which of `names` (modules, with their submodules) a fresh interpreter has loaded after `statement`."""
+    probe = (f"import sys\n{statement}\nprint(*[name for name in {names!r}"
+             " if any(m == name or m.startswith(name + '.') for m in sys.modules)])")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    return done.stdout.split()
+
+
+def test_importing_the_cli_loads_no_module_that_a_command_imports_for_itself() -> None:
+    assert loaded_by("import interlock.cli", CLI_START_UNNEEDED) == []
+
+
+def test_the_public_api_loads_the_enforcement_helpers_on_first_use() -> None:
+    assert loaded_by("import interlock", ("interlock.enforce",)) == []
+    used = "from interlock import Gate, Home, gated_tool, guard\nassert callable(gated_tool) and callable(guard)"
+    assert loaded_by(used, ("interlock.enforce", "rich")) == ["interlock.enforce"]
 
 
 # --- the checker must be able to fail -------------------------------------------------------------
