@@ -44,6 +44,9 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "prox
                          "transfer-encoding", "upgrade", "host", "content-length", "expect", "content-digest"})
 # The reason code of a request that a repeated call found rejected or expired.
 _ENDED = {"rejected": "request.rejected", "expired": "approval.expired"}
+# Seconds the results of forwarded calls gather before they are recorded (a crash in between loses them, as a crash
+# between forwarding and reporting always could; the consumption itself is on disk before anything is forwarded).
+REPORT_DELAY = 0.05
 # An upstream answer up to this size (by its Content-Length) is read whole and sent at once; larger ones stream.
 _BUFFERED_BYTES = 64 * 1024
 # Headers aiohttp would add by itself: the upstream gets the caller's, or none.
@@ -67,7 +70,10 @@ class EnforcingProxy:
         parts = urlsplit(config.upstream)
         self._origin, self._base_path = f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/")
         self._client: aiohttp.ClientSession | None = None  # made in the event loop, on first use
-        self._reports: set[asyncio.Task[None]] = set()
+        # Results of forwarded calls, recorded together every REPORT_DELAY: one commit for many, so that the next
+        # call's consume does not queue behind the last call's report on every call.
+        self._unreported: list[tuple[Consumption | None, bool, str]] = []
+        self._reporter: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -88,7 +94,8 @@ class EnforcingProxy:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await asyncio.gather(*self._reports)  # every result still on its way is recorded before exit
+                if self._reporter is not None:
+                    await self._reporter  # every result still on its way is recorded before exit
                 if self._client is not None:
                     await self._client.close()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -195,9 +202,9 @@ class EnforcingProxy:
 
         async def report_later() -> None:
             # Not awaited here: the connection's next request would wait for it (HTTP/1.1 answers in order).
-            task = asyncio.get_running_loop().create_task(self._report(consumed, succeeded, detail))
-            self._reports.add(task)
-            task.add_done_callback(self._reports.discard)
+            self._unreported.append((consumed, succeeded, detail))
+            if self._reporter is None or self._reporter.done():
+                self._reporter = asyncio.get_running_loop().create_task(self._report_gathered())
 
         response: Response
         if answer.content_length is not None and answer.content_length <= _BUFFERED_BYTES:
@@ -229,6 +236,13 @@ class EnforcingProxy:
                 cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, auto_decompress=False,
                 connector=aiohttp.TCPConnector(limit=64))
         return self._client
+
+    async def _report_gathered(self) -> None:
+        while self._unreported:
+            await asyncio.sleep(REPORT_DELAY)
+            batch, self._unreported = self._unreported, []
+            # Concurrently, so the store's group commit makes them one transaction.
+            await asyncio.gather(*(self._report(*item) for item in batch))
 
     async def _report(self, consumed: Consumption | None, succeeded: bool, detail: str) -> None:
         if consumed is None:
