@@ -1,0 +1,145 @@
+"""Where (a2) and (d) spend their time beyond the floor: commit cost by pages, pages per commit, and CPU alone.
+
+`python -m bench.breakdown` (not part of `make bench`). Each measurement interleaves its variants, so the
+machine's noise lands on all of them alike:
+
+- one `synchronous=FULL` WAL commit of 1, 3 and 10 pages, commit by commit in turn, in the bench directory;
+- the WAL frames (pages) that one allowed submit and one consume write: the WAL is emptied before each
+  (`wal_checkpoint(TRUNCATE)`) and its frames counted after;
+- `Gate.submit` and `Gate.consume` with the store in the bench directory and on tmpfs (`/dev/shm`), where
+  an fsync costs nothing: what is left there is CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.common import ACTION_BYTES, EXECUTOR, REQUEST_BYTES
+from bench.interlock_paths import open_gate
+from bench.measure import timed_block
+from interlock.gate import Gate
+
+TMPFS = Path("/dev/shm")
+PAGES = (1, 3, 10)
+
+
+def _frames_after(db: sqlite3.Connection, write: Callable[[], object]) -> int:
+    """WAL frames written by `write`, the WAL emptied first (nothing else may be writing or reading)."""
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    write()
+    return int(db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+
+
+def commit_cost_by_pages(directory: Path, commits: int) -> dict[int, tuple[int, float]]:
+    """Pages -> (WAL frames one commit writes, median COMMIT ns): a 900-byte row into each of `pages` tables."""
+    db = sqlite3.connect(directory / "pages.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    for table in range(max(PAGES)):
+        db.execute(f"CREATE TABLE t{table} (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")
+    times: dict[int, list[int]] = {pages: [] for pages in PAGES}
+
+    def commit(pages: int) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        for table in range(pages):
+            db.execute(f"INSERT INTO t{table} (body) VALUES (?)", (b"x" * 900,))
+        started = time.perf_counter_ns()
+        db.execute("COMMIT")
+        times[pages].append(time.perf_counter_ns() - started)
+
+    frames = {pages: _frames_after(db, lambda p=pages: commit(p)) for pages in PAGES}
+    for pages in PAGES:
+        times[pages].clear()
+    for _ in range(commits):
+        for pages in PAGES:
+            commit(pages)
+    db.close()
+    return {pages: (frames[pages], statistics.median(times[pages])) for pages in PAGES}
+
+
+def frames_per_operation(gate: Gate, path: Path, samples: int) -> dict[str, float]:
+    """Median WAL frames one allowed submit, and one consume, commit."""
+    db = sqlite3.connect(path, isolation_level=None)
+    submits = [_frames_after(db, lambda: gate.submit(REQUEST_BYTES)) for _ in range(samples)]
+    grants = [gate.submit(REQUEST_BYTES).grant or "" for _ in range(samples)]
+    consumes = [_frames_after(db, lambda g=grant: gate.consume(g, EXECUTOR, ACTION_BYTES))
+                for grant in grants]
+    db.close()
+    return {"submit": statistics.median(submits), "consume": statistics.median(consumes)}
+
+
+def gate_times(gates: dict[str, Gate], rounds: int, calls: int) -> dict[str, dict[str, float]]:
+    """Median ns of `Gate.submit` and `Gate.consume` per store location, in interleaved blocks."""
+    samples: dict[str, dict[str, list[int]]] = {where: {"submit": [], "consume": []} for where in gates}
+    for _ in range(rounds):
+        for where, gate in gates.items():
+            samples[where]["submit"] += timed_block(lambda g=gate: g.submit(REQUEST_BYTES), calls)
+            grants = [gate.submit(REQUEST_BYTES).grant or "" for _ in range(calls)]
+            samples[where]["consume"] += timed_block(
+                lambda g=gate, left=grants: g.consume(left.pop(), EXECUTOR, ACTION_BYTES), calls)
+    return {where: {op: statistics.median(values) for op, values in ops.items()} for where, ops in samples.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.breakdown", description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds of gate calls (default 20)")
+    parser.add_argument("--calls", type=int, default=50, help="calls per block (default 50)")
+    parser.add_argument("--commits", type=int, default=1000, help="commits per page count (default 1000)")
+    args = parser.parse_args()
+    console = Console(width=140)
+    with contextlib.ExitStack() as stack:
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(
+            prefix="interlock-breakdown-", dir=os.environ.get("INTERLOCK_BENCH_DIR"))))
+        costs = commit_cost_by_pages(directory, args.commits)
+        table = Table(title=f"one synchronous=FULL WAL commit, by pages written ({directory})")
+        for column in ("pages", "WAL frames", "COMMIT median"):
+            table.add_column(column, justify="right")
+        for pages, (frames, median) in costs.items():
+            table.add_row(str(pages), str(frames), f"{median / 1e3:.0f} µs")
+        console.print(table)
+
+        (directory / "store").mkdir()
+        gates = {"bench dir": open_gate(directory / "store")}
+        if TMPFS.is_dir():
+            memory = stack.enter_context(tempfile.TemporaryDirectory(prefix="interlock-breakdown-", dir=TMPFS))
+            gates["tmpfs (no fsync cost)"] = open_gate(Path(memory))
+        for gate in gates.values():
+            stack.callback(gate.store.close)
+        store_file = directory / "store" / "interlock.db"
+        fresh = frames_per_operation(gates["bench dir"], store_file, 40)
+        for gate in gates.values():  # warm up, and give each store some history
+            for _ in range(200):
+                gate.consume(gate.submit(REQUEST_BYTES).grant or "", EXECUTOR, ACTION_BYTES)
+        times = gate_times(gates, args.rounds, args.calls)
+        table = Table(title=f"Gate calls, medians of {args.rounds} interleaved rounds of {args.calls}")
+        for column in ("store", "submit", "consume"):
+            table.add_column(column, justify="right")
+        for where, ops in times.items():
+            table.add_row(where, f"{ops['submit'] / 1e3:.0f} µs", f"{ops['consume'] / 1e3:.0f} µs")
+        console.print(table)
+        grown = frames_per_operation(gates["bench dir"], store_file, 40)
+        requests = _count_requests(store_file)
+        console.print(f"WAL frames per commit (median of 40): allowed submit {fresh['submit']:g} on a fresh store,"
+                      f" {grown['submit']:g} once it holds {requests:,} requests; consume {fresh['consume']:g} /"
+                      f" {grown['consume']:g}")
+    return 0
+
+
+def _count_requests(path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return int(db.execute("SELECT count(*) FROM requests").fetchone()[0])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
