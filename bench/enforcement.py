@@ -5,7 +5,8 @@ Real processes on loopback: a minimal upstream (bench/enforcement_upstreams.py),
 `interlock mcp-gateway` on a temporary SQLite home whose policy allows the calls. The proxy is measured two
 ways: the caller brings a grant (`Interlock-Grant`, made beforehand in this process: the proxy consumes it,
 forwards, reports), and the proxy submits on the caller's behalf (submit, consume, forward, report). The
-pass-through row is the proxy's hop alone. Target (issue 5): under 2 ms added per allowed call at p50.
+pass-through rows are the hop alone: the proxy's, and a second MCP session built with the official SDK that
+gates nothing (the floor of any MCP gateway on that SDK). Target (issue 5): under 2 ms added per allowed call at p50.
 """
 
 from __future__ import annotations
@@ -209,6 +210,7 @@ async def _mcp_rounds(home: Path, directory: Path, rows: dict[str, Row], rounds:
                                       "executor": "mcp-gateway"}))
     gateway = [sys.executable, "-m", "interlock.cli", "mcp-gateway", "--config", str(config), "--home", str(home),
                "--upstream", " ".join(upstream)]
+    passthrough = [sys.executable, "-m", "bench.enforcement_upstreams", "mcp-passthrough"]
     env, errors = _env(), (directory / "mcp.log").open("w")
 
     def params(argv: list[str]) -> StdioServerParameters:
@@ -218,12 +220,14 @@ async def _mcp_rounds(home: Path, directory: Path, rows: dict[str, Row], rounds:
     try:
         async with stdio_client(params(upstream), errlog=errors) as (d_read, d_write), \
                 ClientSession(d_read, d_write) as direct, \
+                stdio_client(params(passthrough), errlog=errors) as (p_read, p_write), \
+                ClientSession(p_read, p_write) as forwarded, \
                 stdio_client(params(gateway), errlog=errors) as (g_read, g_write), \
                 ClientSession(g_read, g_write) as gated:
-            await direct.initialize()
-            await gated.initialize()
+            for session in (direct, forwarded, gated):
+                await session.initialize()
             for _ in range(rounds):
-                for key, session in (("mcp.direct", direct), ("mcp.gateway", gated)):
+                for key, session in (("mcp.direct", direct), ("mcp.pass-through", forwarded), ("mcp.gateway", gated)):
                     for _ in range(calls):
                         started = time.perf_counter_ns()
                         result = await session.call_tool("lookup", {"account": "a1"})
@@ -243,6 +247,8 @@ def run(directory: Path, console: Console, *, rounds: int = 10, calls: int = 50)
         "http.submits": Row("HTTP", "proxy submits for the caller: submit → consume → forward → report",
                             "http.direct"),
         "mcp.direct": Row("MCP", "tools/call to the upstream directly (stdio)", "mcp.direct"),
+        "mcp.pass-through": Row("MCP", "through an SDK server + client that gate nothing (the second session alone)",
+                                "mcp.direct"),
         "mcp.gateway": Row("MCP", "gateway: submit → consume → forward → report", "mcp.direct"),
     }
     with console.status("enforcement points: HTTP proxy"):

@@ -2,7 +2,9 @@
 
 `python -m bench.enforcement_upstreams http PORT`: an HTTP API (Starlette on uvicorn) whose routes answer
 a fixed JSON document at once. `python -m bench.enforcement_upstreams mcp`: an MCP server (FastMCP, stdio)
-with one tool, `lookup`, that answers at once.
+with one tool, `lookup`, that answers at once. `python -m bench.enforcement_upstreams mcp-passthrough`: an MCP
+server that forwards every call to that one with the official SDK and gates nothing — what a second MCP
+session costs by itself, the floor of any gateway built on the SDK.
 """
 
 from __future__ import annotations
@@ -39,8 +41,32 @@ def mcp() -> None:
     server.run("stdio")
 
 
+def mcp_passthrough() -> None:
+    import anyio
+    from mcp import ClientSession, types
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+    from mcp.server.lowlevel import Server
+    from mcp.server.stdio import stdio_server
+
+    async def serve() -> None:
+        upstream = StdioServerParameters(command=sys.executable, args=["-m", "bench.enforcement_upstreams", "mcp"])
+        async with stdio_client(upstream) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            server: Server[object, object] = Server("bench-passthrough")
+
+            async def list_tools(_: types.ListToolsRequest) -> types.ServerResult:
+                return types.ServerResult(await session.list_tools())
+
+            async def call_tool(request: types.CallToolRequest) -> types.ServerResult:
+                return types.ServerResult(await session.call_tool(request.params.name, request.params.arguments))
+
+            server.request_handlers[types.ListToolsRequest] = list_tools
+            server.request_handlers[types.CallToolRequest] = call_tool
+            async with stdio_server() as (agent_read, agent_write):
+                await server.run(agent_read, agent_write, server.create_initialization_options())
+
+    anyio.run(serve)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "http":
-        http(int(sys.argv[2]))
-    else:
-        mcp()
+    {"http": lambda: http(int(sys.argv[2])), "mcp": mcp, "mcp-passthrough": mcp_passthrough}[sys.argv[1]]()
