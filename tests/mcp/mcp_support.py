@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -149,22 +149,20 @@ def request_rows(home: Path) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def http_upstream(record: Record, port: int) -> Iterator[str]:
-    """The recording upstream served over streamable HTTP; its endpoint URL once it answers."""
-    process = subprocess.Popen([sys.executable, str(UPSTREAM), str(record.path), "--http", str(port)],
-                               env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/mcp"
+def http_server(argv: list[str], url: str, what: str) -> Iterator[str]:
+    """A process serving HTTP at `url` until the block ends; `url` once it answers (any status)."""
+    process = subprocess.Popen(argv, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         for _ in range(300):  # bounded: the process is starting, there is no event to wait on
             if process.poll() is not None:
-                raise AssertionError(process.stderr.read().decode() if process.stderr else "upstream exited")
+                raise AssertionError(process.stderr.read().decode() if process.stderr else f"{what} exited")
             try:
                 httpx.get(url, timeout=1)
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
         else:
-            raise AssertionError("the HTTP upstream did not come up within 30 s")
+            raise AssertionError(f"{what} did not come up within 30 s")
         yield url
     finally:
         process.terminate()
@@ -175,3 +173,9 @@ def http_upstream(record: Record, port: int) -> Iterator[str]:
             process.wait(timeout=10)
         if process.stderr:
             process.stderr.close()
+
+
+def http_upstream(record: Record, port: int) -> AbstractContextManager[str]:
+    """The recording upstream served over streamable HTTP; its endpoint URL once it answers."""
+    return http_server([sys.executable, str(UPSTREAM), str(record.path), "--http", str(port)],
+                       f"http://127.0.0.1:{port}/mcp", "the HTTP upstream")

@@ -6,26 +6,33 @@ that call. An agent that reaches the server directly, or replays a forwarded cal
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp_support import REPO, clean_env, gateway_args, gateway_session, interlock_meta, run, text_of, write_config
+from mcp_support import (
+    REPO,
+    clean_env,
+    gateway_args,
+    gateway_session,
+    http_server,
+    interlock_meta,
+    run,
+    text_of,
+    write_config,
+)
 
 BANK = REPO / "examples" / "no_direct_path" / "bank_mcp.py"
 SMALL = {"amount": 40, "recipient": "DE89370400440532013000"}
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -38,24 +45,9 @@ def bank(tmp_path: Path, config: Path) -> Iterator[tuple[str, Path]]:
                            "--print-jwks"], capture_output=True, env=clean_env(), timeout=60, check=True).stdout
     (tmp_path / "gateway-jwks.json").write_bytes(jwks)
     port, record = free_port(), tmp_path / "bank-calls.jsonl"
-    process = subprocess.Popen([sys.executable, str(BANK), "--port", str(port), "--jwks",
-                                str(tmp_path / "gateway-jwks.json"), "--record", str(record)],
-                               env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/mcp/"
-    try:
-        for _ in range(300):  # bounded: the process is starting, there is no event to wait on
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else "bank exited"
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with http_server([sys.executable, str(BANK), "--port", str(port), "--jwks", str(tmp_path / "gateway-jwks.json"),
+                      "--record", str(record)], f"http://127.0.0.1:{port}/mcp/", "the bank server") as url:
         yield url, record
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stderr:
-            process.stderr.close()
 
 
 def calls(record: Path) -> list[dict[str, Any]]:
