@@ -6,14 +6,20 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from conftest import FixedClock
 from interlock.cli import app
+from interlock.core.policy import load_policy
+from interlock.gate import Gate
+from interlock.keys import KeyRing
+from interlock.store.sqlite import SqliteStore
 
-from .e2e_support import SEED_POLICY, Done, Run, clean_env
+from .e2e_support import AGENT_TOOLS_POLICY, SEED_POLICY, Done, Run, clean_env
 
 
 @pytest.fixture
@@ -53,3 +59,11 @@ def home(tmp_path: Path) -> Path:
     path.mkdir()
     shutil.copyfile(SEED_POLICY, path / "policy.yaml")
     return path
+
+
+@pytest.fixture
+def tools_gate(tmp_path: Path) -> Iterator[Gate]:
+    """A Gate on a real SQLite file with examples/agent_tools' policy, on a clock the test moves by hand."""
+    store = SqliteStore(tmp_path / "interlock.db")
+    yield Gate(store, load_policy(AGENT_TOOLS_POLICY.read_bytes()), KeyRing.generate(), clock=FixedClock())
+    store.close()

@@ -13,6 +13,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "examples" / "seed"
 SEED_POLICY = SEED / "policy.yaml"
+AGENT_TOOLS_POLICY = REPO / "examples" / "agent_tools" / "policy.yaml"
 REQUESTS = SEED / "requests"
 TABLES = ("requests", "approvals", "grants", "audit")
 

@@ -3,11 +3,8 @@ enforcement point shares (the request a retry finds, consume once, forget what i
 
 from __future__ import annotations
 
-import datetime
 import logging
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,12 +14,8 @@ from interlock.core.errors import GrantError, StoreError
 from interlock.core.policy import load_policy
 from interlock.enforce.calls import Call, CallGate, Executed, Ruling
 from interlock.gate import Gate
-from interlock.keys import KeyRing
-from interlock.store.sqlite import SqliteStore
 
-from .e2e_support import REPO
-
-POLICY = REPO / "examples" / "agent_tools" / "policy.yaml"
+from .e2e_support import AGENT_TOOLS_POLICY
 
 
 def pay(amount: int, recipient: str = "DE02100100100006820101") -> Call:
@@ -31,19 +24,9 @@ def pay(amount: int, recipient: str = "DE02100100100006820101") -> Call:
                  "channel": "chat", "executor": "agent-tools"}, again="calling `pay`")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.datetime(2026, 11, 25, 9, 0, tzinfo=datetime.UTC)
-
-    def __call__(self) -> datetime.datetime:
-        return self.now
-
-
 @pytest.fixture
-def gate(tmp_path: Path) -> Iterator[Gate]:
-    store = SqliteStore(tmp_path / "interlock.db")
-    yield Gate(store, load_policy(POLICY.read_bytes()), KeyRing.generate(), clock=Clock())
-    store.close()
+def gate(tools_gate: Gate) -> Gate:
+    return tools_gate
 
 
 def approve(gate: Gate, request_id: str) -> None:
@@ -84,7 +67,7 @@ def test_a_consume_refused_for_good_forgets_the_request(gate: Gate) -> None:
     calls = CallGate(gate)
     held = calls.decide(pay(500))
     approve(gate, held.state.request_id)
-    gate.policy = load_policy(POLICY.read_text().replace('when: "params.amount > 100"', 'when: "false"'))
+    gate.policy = load_policy(AGENT_TOOLS_POLICY.read_text().replace('when: "params.amount > 100"', 'when: "false"'))
     ruling = calls.decide(pay(500))
     assert ruling.kind == "run"
     with pytest.raises(GrantError) as refused:

@@ -8,7 +8,6 @@ import inspect
 import json
 import threading
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,34 +16,19 @@ import pytest
 from interlock import gated_tool
 from interlock.client import RemoteGate
 from interlock.core.errors import GrantError, RequestError
-from interlock.core.policy import load_policy
 from interlock.enforce.tools import ToolRefusal, ToolRefused
 from interlock.gate import Gate
-from interlock.keys import KeyRing
-from interlock.store.sqlite import SqliteStore
 
-from .e2e_support import REPO
 from .served import seed_callers, seeded_home, serving
 
-POLICY = REPO / "examples" / "agent_tools" / "policy.yaml"
 AGENT = {"id": "agent:assistant", "kind": "agent"}
 CEO = [{"id": "user:ceo", "kind": "human"}]
 SUPPLIER = "DE02100100100006820101"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.datetime(2026, 11, 25, 9, 0, tzinfo=datetime.UTC)
-
-    def __call__(self) -> datetime.datetime:
-        return self.now
-
-
 @pytest.fixture
-def gate(tmp_path: Path) -> Iterator[Gate]:
-    store = SqliteStore(tmp_path / "interlock.db")
-    yield Gate(store, load_policy(POLICY.read_bytes()), KeyRing.generate(), clock=Clock())
-    store.close()
+def gate(tools_gate: Gate) -> Gate:
+    return tools_gate
 
 
 class Bank:
