@@ -10,20 +10,18 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
-import httpx
 import yaml
 from mcp import ClientSession, types
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from e2e.served import running
 from interlock.gate import Gate
 from interlock.home import Home
 
@@ -151,28 +149,8 @@ def request_rows(home: Path) -> list[dict[str, Any]]:
 @contextmanager
 def http_server(argv: list[str], url: str, what: str) -> Iterator[str]:
     """A process serving HTTP at `url` until the block ends; `url` once it answers (any status)."""
-    process = subprocess.Popen(argv, env=clean_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        for _ in range(300):  # bounded: the process is starting, there is no event to wait on
-            if process.poll() is not None:
-                raise AssertionError(process.stderr.read().decode() if process.stderr else f"{what} exited")
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError(f"{what} did not come up within 30 s")
+    with running(argv, url, clean_env(), what):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        if process.stderr:
-            process.stderr.close()
 
 
 def http_upstream(record: Record, port: int) -> AbstractContextManager[str]:

@@ -40,12 +40,13 @@ def verifier(key: ExecutionKey, *, at: datetime.datetime = NOW, issuer: str | No
     return ExecutionVerifier(key.jwks(), audience="payments-api", issuer=issuer, clock=lambda: at)
 
 
-def refused(check: ExecutionVerifier, token: str | None, code: str, **call: object) -> None:
+def refusal(check: ExecutionVerifier, token: str | None, **call: object) -> str:
+    """The reason code the verifier refuses `token` with, for CALL changed by `call`."""
     fields = {**CALL, **call}
     with pytest.raises(ExecutionError) as caught:
         check.verify(token, method=str(fields["method"]), target=str(fields["target"]),
                      body=bytes(fields["body"]))  # type: ignore[arg-type]
-    assert caught.value.code == code, caught.value
+    return caught.value.code
 
 
 def test_a_token_verifies_once_for_exactly_its_call(key: ExecutionKey) -> None:
@@ -54,38 +55,40 @@ def test_a_token_verifies_once_for_exactly_its_call(key: ExecutionKey) -> None:
     execution = check.verify(token, **CALL)  # type: ignore[arg-type]
     assert (execution.grant, execution.request_id, execution.action) == ("g1", "req_1", "payments.transfer")
     assert execution.claims["content_digest"] == content_digest(CALL["body"])  # type: ignore[arg-type]
-    refused(check, token, "execution.replayed")
+    assert refusal(check, token) == "execution.replayed"
 
 
 @pytest.mark.parametrize("change", [{"method": "PUT"}, {"method": "post"}, {"target": "/payments/acc-2"},
                                     {"target": "/payments/acc-1?x=1"}, {"body": b'{"amount":4801}'}],
                          ids=["method", "method-case", "target", "query", "body"])
 def test_a_token_for_another_call_is_refused(key: ExecutionKey, change: dict[str, object]) -> None:
-    refused(verifier(key), token_for(key), "execution.request_mismatch", **change)
+    assert refusal(verifier(key), token_for(key), **change) == "execution.request_mismatch"
 
 
 def test_times_audience_and_issuer_are_checked(key: ExecutionKey) -> None:
-    refused(verifier(key, at=NOW + datetime.timedelta(seconds=66)), token_for(key), "execution.expired")
+    assert refusal(verifier(key, at=NOW + datetime.timedelta(seconds=66)), token_for(key)) == "execution.expired"
     assert verifier(key, at=NOW + datetime.timedelta(seconds=64)).verify(token_for(key), **CALL)  # type: ignore[arg-type]
-    refused(verifier(key, at=NOW - datetime.timedelta(seconds=6)), token_for(key), "execution.malformed")  # future
-    refused(verifier(key), token_for(key, audience="ledger-api"), "execution.wrong_audience")
-    refused(verifier(key, issuer="interlock-proxy"), token_for(key, issuer="someone-else"), "execution.wrong_issuer")
+    from_the_future = verifier(key, at=NOW - datetime.timedelta(seconds=6))
+    assert refusal(from_the_future, token_for(key)) == "execution.malformed"
+    assert refusal(verifier(key), token_for(key, audience="ledger-api")) == "execution.wrong_audience"
+    strict = verifier(key, issuer="interlock-proxy")
+    assert refusal(strict, token_for(key, issuer="someone-else")) == "execution.wrong_issuer"
 
 
 def test_missing_malformed_foreign_and_forged_tokens_are_refused(key: ExecutionKey, tmp_path: Path) -> None:
     check = verifier(key)
-    refused(check, None, "execution.missing")
-    refused(check, "", "execution.missing")
-    refused(check, "not-a-token", "execution.malformed")
+    assert refusal(check, None) == "execution.missing"
+    assert refusal(check, "") == "execution.missing"
+    assert refusal(check, "not-a-token") == "execution.malformed"
     other = ExecutionKey.load_or_create(tmp_path / "other.pem")
-    refused(check, token_for(other), "execution.unknown_key")
+    assert refusal(check, token_for(other)) == "execution.unknown_key"
     header, payload, signature = token_for(key).split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     claims["htu"] = "/payments/acc-9"
     forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
-    refused(check, f"{header}.{forged}.{signature}", "execution.bad_signature", target="/payments/acc-9")
+    assert refusal(check, f"{header}.{forged}.{signature}", target="/payments/acc-9") == "execution.bad_signature"
     unsigned = base64.urlsafe_b64encode(b'{"alg":"none","typ":"interlock-execution+jwt"}').rstrip(b"=").decode()
-    refused(check, f"{unsigned}.{payload}.", "execution.bad_algorithm")
+    assert refusal(check, f"{unsigned}.{payload}.") == "execution.bad_algorithm"
 
 
 def test_a_tool_call_is_bound_to_its_tool_and_arguments(key: ExecutionKey) -> None:

@@ -12,7 +12,8 @@ from interlock.core import strict_json
 from interlock.core.canonical import canonical_json
 from interlock.core.errors import RequestError
 
-_ID = r"^[^\x00-\x1f\x7f]{1,256}$"
+# An id, resource or name: 1-256 characters, none of them a control character.
+IDENTIFIER = r"^[^\x00-\x1f\x7f]{1,256}$"
 ACTION_NAME = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 CHANNEL_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 
@@ -27,7 +28,7 @@ class _Frozen(BaseModel):
 class Principal(_Frozen):
     """An identity: the requester, a delegator in its chain, or an approver."""
 
-    id: str = Field(pattern=_ID)
+    id: str = Field(pattern=IDENTIFIER)
     kind: PrincipalKind
     attributes: dict[str, Any] = Field(default_factory=dict)
 
@@ -39,7 +40,7 @@ class ActionSpec(_Frozen):
     """Exactly what will run: the part of a request a grant is bound to."""
 
     action: str = Field(pattern=ACTION_NAME, max_length=256)
-    resource: str = Field(pattern=_ID)
+    resource: str = Field(pattern=IDENTIFIER)
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -63,7 +64,7 @@ class ActionRequest(ActionSpec):
     channel: str = Field(pattern=CHANNEL_NAME)
     context: dict[str, Any] = Field(default_factory=dict)
     justification: str = Field(default="", max_length=4096)
-    executor: str | None = Field(default=None, pattern=_ID)
+    executor: str | None = Field(default=None, pattern=IDENTIFIER)
 
     def spec(self) -> ActionSpec:
         return ActionSpec(action=self.action, resource=self.resource, params=self.params)

@@ -20,7 +20,7 @@ from interlock.core.action import action_digest
 from interlock.core.errors import GrantError, InterlockError
 from interlock.results import Consumption, RequestState
 
-__all__ = ["Call", "CallGate", "Executed", "GateLike", "Ruling", "RulingKind", "Waiting", "waiting"]
+__all__ = ["Call", "CallGate", "Executed", "GateLike", "Ruling", "RulingKind", "Waiting", "ended_code", "waiting"]
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -229,6 +229,14 @@ class CallGate:
                 raise
             await anyio.to_thread.run_sync(self.report, consumed, True)
             return Executed(value, consumed)
+
+
+# The reason code of a request that a repeated call found ended: it did not run, and will not.
+ENDED_CODES = {"rejected": "request.rejected", "expired": "approval.expired"}
+
+
+def ended_code(state: RequestState) -> str:
+    return ENDED_CODES.get(state.outcome, "request.not_pending")
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,8 @@ class ExecutionVerifier:
         self._audience = audience
         self._issuer = issuer
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
-        self._seen: dict[str, int] = {}
+        self._seen: dict[str, int] = {}  # jti -> exp of every token accepted and not yet expired
+        self._next_prune = 0
         self._lock = threading.Lock()
 
     def verify(self, token: str | None, *, method: str, target: str, body: bytes) -> Execution:
@@ -143,7 +144,9 @@ class ExecutionVerifier:
         if not isinstance(jti, str) or not jti:
             raise ExecutionError("execution.malformed", "execution token has no `jti`")
         with self._lock:
-            self._seen = {seen: until for seen, until in self._seen.items() if until + LEEWAY >= now}
+            if now >= self._next_prune:  # forget expired tokens once in a while, not on every call
+                self._seen = {seen: until for seen, until in self._seen.items() if until + LEEWAY >= now}
+                self._next_prune = now + LEEWAY
             if jti in self._seen:
                 raise ExecutionError("execution.replayed", "execution token was already used")
             self._seen[jti] = expires

@@ -25,7 +25,7 @@ from referencing.exceptions import Unresolvable
 
 from interlock.config_files import load_model, read_bytes
 from interlock.core import strict_json
-from interlock.core.action import ACTION_NAME, CHANNEL_NAME, Principal, PrincipalKind
+from interlock.core.action import ACTION_NAME, CHANNEL_NAME, IDENTIFIER, Principal, PrincipalKind
 from interlock.core.canonical import canonical_json
 from interlock.core.errors import InterlockError, RequestError
 from interlock.enforce.calls import Call, CallGate, GateLike, Ruling, waiting
@@ -81,7 +81,7 @@ class _Strict(BaseModel):
 class AgentSpec(_Strict):
     """The requester: the agent identity this gateway submits as (with `--server`, its token's principal)."""
 
-    id: str = Field(pattern=r"^[^\x00-\x1f\x7f]{1,256}$")
+    id: str = Field(pattern=IDENTIFIER)
     kind: PrincipalKind = "agent"
     attributes: dict[str, Any] = Field(default_factory=dict)
 
@@ -90,15 +90,15 @@ class ToolSpec(_Strict):
     """How one upstream tool maps to an action: its action name and resource (defaults from the gateway)."""
 
     action: str | None = Field(default=None, pattern=ACTION_NAME, max_length=256)
-    resource: str | None = Field(default=None, pattern=r"^[^\x00-\x1f\x7f]{1,256}$")
+    resource: str | None = Field(default=None, pattern=IDENTIFIER)
 
 
 class ExecutionSpec(_Strict):
     """Sign every forwarded call (`_meta["interlock/execution"]`) so the upstream can refuse calls that skipped
     the gateway: see `enforce/execution.py` and README "No direct path"."""
 
-    audience: str = Field(pattern=r"^[^\x00-\x1f\x7f]{1,256}$", description="`aud`: the upstream's name")
-    issuer: str = Field(default="interlock-mcp-gateway", pattern=r"^[^\x00-\x1f\x7f]{1,256}$")
+    audience: str = Field(pattern=IDENTIFIER, description="`aud`: the upstream's name")
+    issuer: str = Field(default="interlock-mcp-gateway", pattern=IDENTIFIER)
     key: Path = Path("gateway-execution.pem")  # the gateway's own Ed25519 key, relative to the config file
     ttl: int = Field(default=60, ge=5, le=3600)
 
@@ -108,8 +108,8 @@ class GatewayConfig(_Strict):
 
     server: str = Field(pattern=SERVER_NAME, description="the upstream's name in action names: mcp.<server>.<tool>")
     agent: AgentSpec | None = None
-    executor: str = Field(default="mcp-gateway", pattern=r"^[^\x00-\x1f\x7f]{1,256}$")
-    resource: str | None = Field(default=None, pattern=r"^[^\x00-\x1f\x7f]{1,256}$")
+    executor: str = Field(default="mcp-gateway", pattern=IDENTIFIER)
+    resource: str | None = Field(default=None, pattern=IDENTIFIER)
     on_behalf_of: tuple[Principal, ...] = ()
     channel: str = Field(default="mcp", pattern=CHANNEL_NAME)
     justification: str = Field(default="", max_length=4096)

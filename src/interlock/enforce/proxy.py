@@ -28,7 +28,7 @@ from yarl import URL
 
 from interlock.core import strict_json
 from interlock.core.errors import GrantError, InterlockError, ProxyError, RequestError
-from interlock.enforce.calls import Call, CallGate, GateLike, waiting
+from interlock.enforce.calls import Call, CallGate, GateLike, ended_code, waiting
 from interlock.enforce.execution import EXECUTION_HEADER, ExecutionKey, content_digest
 from interlock.enforce.proxy_config import ProxyConfig, RouteSpec, RouteTable, params_of, resource_of
 from interlock.http_status import status_for
@@ -42,8 +42,6 @@ MAX_QUERY_FIELDS = 100
 # RFC 9110 §7.6.1 hop-by-hop fields, and what the proxy sets itself: never copied from one side to the other.
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                          "transfer-encoding", "upgrade", "host", "content-length", "expect", "content-digest"})
-# The reason code of a request that a repeated call found rejected or expired.
-_ENDED = {"rejected": "request.rejected", "expired": "approval.expired"}
 # Seconds the results of forwarded calls gather before they are recorded (a crash in between loses them, as a crash
 # between forwarding and reporting always could; the consumption itself is on disk before anything is forwarded).
 REPORT_DELAY = 0.05
@@ -159,7 +157,7 @@ class EnforcingProxy:
         if ruling.kind == "denied":
             code = state.reasons[0] if state.reasons else "policy.denied"
         else:
-            code = _ENDED.get(state.outcome, "request.not_pending")
+            code = ended_code(state)
         return JSONResponse({"error": {"code": code, "message": state.explanation or f"request {state.outcome}",
                                        "detail": {"request_id": state.request_id, "outcome": state.outcome,
                                                   "reasons": list(state.reasons)}}},

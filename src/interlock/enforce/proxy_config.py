@@ -16,12 +16,11 @@ from urllib.parse import unquote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from interlock.config_files import load_model, read_bytes
-from interlock.core.action import ACTION_NAME, CHANNEL_NAME, Principal
+from interlock.core.action import ACTION_NAME, CHANNEL_NAME, IDENTIFIER, Principal
 from interlock.core.errors import ProxyError, RequestError
 from interlock.core.strict_json import MAX_DOCUMENT_BYTES
 from interlock.enforce.mcp_gateway import AgentSpec
 
-_ID = r"^[^\x00-\x1f\x7f]{1,256}$"
 _SEGMENT = r"(?:[A-Za-z0-9._~!$&'()*+,;=:@-]+|\{[A-Za-z_][A-Za-z0-9_]{0,63}\})"
 PATH_TEMPLATE = rf"^/(?:{_SEGMENT}(?:/{_SEGMENT})*)?$"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -43,7 +42,7 @@ class RouteSpec(_Strict):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
     path: str = Field(pattern=PATH_TEMPLATE, max_length=1024)
     action: str | None = Field(default=None, pattern=ACTION_NAME, max_length=256)
-    resource: str | None = Field(default=None, pattern=_ID)
+    resource: str | None = Field(default=None, pattern=IDENTIFIER)
     body: BodyMode = "json"  # json: a JSON body is params.body; none: no body allowed; raw: bound by its SHA-256
     pass_through: bool = False
 
@@ -62,16 +61,16 @@ class RouteSpec(_Strict):
 
 class ProxyConfig(_Strict):
     upstream: str = Field(description="base URL of the API behind the proxy")
-    issuer: str = Field(default="interlock-proxy", pattern=_ID, description="`iss` of execution tokens")
-    audience: str = Field(pattern=_ID, description="`aud` of execution tokens: the upstream's name")
-    executor: str = Field(default="http-proxy", pattern=_ID)
+    issuer: str = Field(default="interlock-proxy", pattern=IDENTIFIER, description="`iss` of execution tokens")
+    audience: str = Field(pattern=IDENTIFIER, description="`aud` of execution tokens: the upstream's name")
+    executor: str = Field(default="http-proxy", pattern=IDENTIFIER)
     # With `requester`, a call without a grant is submitted as this principal (202 while it waits for approval);
     # without it, every gated call must bring its grant in `Interlock-Grant`.
     requester: AgentSpec | None = None
     on_behalf_of: tuple[Principal, ...] = ()
     channel: str = Field(default="api", pattern=CHANNEL_NAME)
     justification: str = Field(default="", max_length=4096)
-    resource: str | None = Field(default=None, pattern=_ID)
+    resource: str | None = Field(default=None, pattern=IDENTIFIER)
     routes: tuple[RouteSpec, ...] = Field(min_length=1)
     max_body_bytes: int = Field(default=MAX_DOCUMENT_BYTES, ge=0, le=MAX_RAW_BODY_BYTES)
     upstream_timeout: float = Field(default=30.0, gt=0, le=3600)

@@ -19,9 +19,9 @@ from typing import Any, Literal, TypeVar, overload
 from pydantic import ValidationError
 
 from interlock.core import strict_json
-from interlock.core.action import ACTION_NAME, CHANNEL_NAME, Principal
+from interlock.core.action import ACTION_NAME, CHANNEL_NAME, IDENTIFIER, Principal
 from interlock.core.errors import InterlockError, RequestError
-from interlock.enforce.calls import Call, CallGate, GateLike, Ruling, waiting
+from interlock.enforce.calls import Call, CallGate, GateLike, Ruling, ended_code, waiting
 from interlock.enforce.guard import params_of
 
 __all__ = ["DEFAULT_MAX_ARGUMENT_BYTES", "ToolRefusal", "ToolRefused", "gated_tool"]
@@ -30,10 +30,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 OnRefusal = Literal["return", "raise"]
 DEFAULT_MAX_ARGUMENT_BYTES = 256 * 1024
 MAX_ARGUMENT_BYTES = strict_json.MAX_DOCUMENT_BYTES // 2  # the request around them must stay one document
-_NAME = r"^[^\x00-\x1f\x7f]{1,256}$"
-# The reason code of each way a call does not run without being refused outright (they are decision reasons
-# and request states the gate already names; see README "Reason codes").
-_ENDED_CODES = {"rejected": "request.rejected", "expired": "approval.expired"}
 
 
 class ToolRefusal(str):
@@ -144,7 +140,7 @@ def _settings(*, agent: Principal | dict[str, Any] | None, executor: str,
         principal = Principal.model_validate(agent).model_dump(mode="json") if agent is not None else None
     except ValidationError as exc:
         raise RequestError("input.invalid", f"gated_tool: not a principal: {exc.errors()[0]['msg']}") from None
-    if not isinstance(executor, str) or not re.fullmatch(_NAME, executor):
+    if not isinstance(executor, str) or not re.fullmatch(IDENTIFIER, executor):
         raise RequestError("input.invalid", "gated_tool: `executor` must be 1-256 characters, no control ones")
     if not isinstance(channel, str) or not re.fullmatch(CHANNEL_NAME, channel):
         raise RequestError("input.invalid", f"gated_tool: `{channel}` is not a channel name")
@@ -170,7 +166,7 @@ def _wrap(tool: F, calls: CallGate, settings: _Settings, action: str | None,
                                             " dotted parts): pass `action=`")
     if resource is None:
         resource = f"tool:{name}"
-    if isinstance(resource, str) and not re.fullmatch(_NAME, resource):
+    if isinstance(resource, str) and not re.fullmatch(IDENTIFIER, resource):
         raise RequestError("input.invalid", "gated_tool: `resource` must be 1-256 characters, no control ones")
     signature = inspect.signature(tool)
     unknown = context_params - signature.parameters.keys()
@@ -273,7 +269,7 @@ def _refusal(ruling: Ruling | None, refused: InterlockError | None, tool: str, c
         state.outcome, f"is {state.outcome}")
     return ToolRefusal(
         f"interlock: request {state.request_id} {word}; {tool} was not run. Calling it again makes a new request.",
-        {"outcome": state.outcome, "code": _ENDED_CODES.get(state.outcome, "request.not_pending"),
+        {"outcome": state.outcome, "code": ended_code(state),
          "request_id": state.request_id})
 
 

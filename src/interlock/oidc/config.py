@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from interlock.config_files import load_model, read_bytes
 from interlock.core import strict_json
-from interlock.core.action import PrincipalKind
+from interlock.core.action import IDENTIFIER, PrincipalKind
 from interlock.core.errors import RequestError
 
 CONFIG_FILE = "oidc.yaml"
@@ -21,7 +21,6 @@ CONFIG_FILE = "oidc.yaml"
 Algorithm = Literal["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
                     "Ed25519"]
 DEFAULT_ALGORITHMS: tuple[Algorithm, ...] = ("RS256", "ES256", "EdDSA")
-_ID = r"^[^\x00-\x1f\x7f]{1,256}$"
 _CLAIM = r"^[A-Za-z0-9_.:/-]{1,64}$"
 _LOOPBACK_NAMES = ("localhost",)
 
@@ -46,7 +45,7 @@ class OidcConfig(BaseModel):
     principal_claim: str = Field("sub", pattern=_CLAIM)
     # INVARIANT: never empty, so a provider's subject cannot become an id registered here (an opaque principal's,
     # whose requests and grants it could then read) unless `subjects` maps it there on purpose.
-    principal_prefix: str = Field("oidc:", min_length=1, max_length=64, pattern=_ID)
+    principal_prefix: str = Field("oidc:", min_length=1, max_length=64, pattern=IDENTIFIER)
     subjects: dict[str, str] = Field(default_factory=dict, description="claim value -> principal id, no prefix")
     unmapped: Literal["prefix", "refuse"] = "prefix"
     kind: PrincipalKind
@@ -57,7 +56,7 @@ class OidcConfig(BaseModel):
     @classmethod
     def _subject_ids(cls, subjects: dict[str, str]) -> dict[str, str]:
         for claimed, principal_id in subjects.items():
-            if not _matches(_ID, claimed) or not _matches(_ID, principal_id):
+            if not _matches(IDENTIFIER, claimed) or not _matches(IDENTIFIER, principal_id):
                 raise ValueError("subjects and the ids they map to are 1-256 printable characters")
         return subjects
 

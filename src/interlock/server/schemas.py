@@ -6,9 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from interlock.core.action import ACTION_NAME, CHANNEL_NAME, Principal
-
-_ID = r"^[^\x00-\x1f\x7f]{1,256}$"
+from interlock.core.action import ACTION_NAME, CHANNEL_NAME, IDENTIFIER, Principal
 
 
 class _Body(BaseModel):
@@ -29,7 +27,7 @@ class SubmitBody(_Body):
     principal: ClaimedPrincipal | None = None
     on_behalf_of: list[Principal] = Field(default_factory=list, description="the delegation chain, outermost first")
     action: str = Field(pattern=ACTION_NAME, max_length=256)
-    resource: str = Field(pattern=_ID)
+    resource: str = Field(pattern=IDENTIFIER)
     params: dict[str, Any] = Field(default_factory=dict)
     channel: str = Field(default="api", pattern=CHANNEL_NAME,
                          description="how the request reached the requester (e.g. `chat`)")
@@ -71,7 +69,7 @@ class ConsumeBody(_Body):
     grant: str = Field(max_length=16384)
     executor: str | None = Field(default=None, description="defaults to the caller; any other value is refused")
     action: str = Field(pattern=ACTION_NAME, max_length=256)
-    resource: str = Field(pattern=_ID)
+    resource: str = Field(pattern=IDENTIFIER)
     params: dict[str, Any] = Field(default_factory=dict)
 
 
