@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from interlock import grant_tokens
 from interlock.audit.log import Verification
 from interlock.core import approval as approval_rules
 from interlock.core import binding
@@ -21,6 +20,7 @@ from interlock.core.decision import Decision, decide
 from interlock.core.errors import ApprovalError, GrantError, InterlockError, PolicyError, RequestError
 from interlock.core.grant import DEFAULT_TTL_SECONDS, build_claims, check_claims
 from interlock.core.policy import ApprovalRequirement, Policy
+from interlock.grant_tokens import GrantTokens
 from interlock.keys import KeyRing
 from interlock.ledger import Ledger
 from interlock.notify import Notifier
@@ -77,6 +77,9 @@ class Gate:
     on_pending: PendingHook | None = None
     # Told of each break-glass use once it is committed (alert every approver group); its failures only logged.
     on_break_glass: BreakGlassHook | None = None
+
+    def __post_init__(self) -> None:
+        self._grant_tokens = GrantTokens(self.keys)
 
     # --- requests -----------------------------------------------------------------------------
 
@@ -317,7 +320,7 @@ class Gate:
         now = self.clock()
         jti = None
         try:
-            claims = grant_tokens.verify(grant, self.keys)
+            claims = self._grant_tokens.verify(grant)
             jti = claims.get("jti") if isinstance(claims.get("jti"), str) else None
             details = check_claims(
                 claims, executor=executor, digest=spec.digest(), now=int(now.timestamp()), leeway=self.nbf_leeway
@@ -385,7 +388,7 @@ class Gate:
         )
         if details:
             claims["authorization_details"][0].update(details)
-        token = grant_tokens.sign(claims, self.keys)
+        token = self._grant_tokens.sign(claims)
         expires = datetime.datetime.fromtimestamp(issued_at + self.grant_ttl, tz=datetime.UTC)
         return GrantRecord(jti, request_id, executor, token, digest, policy_version, now, expires)
 
