@@ -35,6 +35,23 @@ def test_an_unauthenticated_call_is_refused_and_changes_nothing(
     assert len(list(api.gate.store.audit_entries())) == entries
 
 
+BAD_BODIES = {"not JSON": b"{", "over the size limit": b"[" * (1024 * 1024 + 1)}
+
+
+@pytest.mark.parametrize(("method", "path"), [(m, p) for m, p, body in ENDPOINTS if body is not None])
+@pytest.mark.parametrize("body", BAD_BODIES.values(), ids=BAD_BODIES.keys())
+def test_the_caller_is_judged_before_the_body(api: Api, method: str, path: str, body: bytes) -> None:
+    """An unregistered token or the wrong role is refused as such, whatever the body; the right caller hears
+    what is wrong with the body."""
+    expect_error(api.call(method, path, headers={"Authorization": "Bearer ilk_" + "A" * 43}, content=body),
+                 401, "auth.invalid")
+    wrong = "agent" if path.endswith("/approvals") else "alice"
+    expect_error(api.call(method, path, wrong, content=body), 403, "auth.forbidden")
+    right = "alice" if path.endswith("/approvals") else "agent"
+    status, code = (400, "input.invalid") if len(body) < 10 else (413, "input.too_large")
+    expect_error(api.call(method, path, right, content=body), status, code)
+
+
 def test_a_revoked_token_is_refused(api: Api) -> None:
     assert api.call("POST", "/v1/requests", "agent", json=submission()).status_code == 201
     [agent] = [c for c in api.credentials.list("principal") if c.subject_id == "agent:finance-assistant"]

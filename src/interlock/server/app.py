@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
@@ -17,18 +20,30 @@ from interlock.server.schemas import BODY_MODELS
 if TYPE_CHECKING:
     from interlock.oidc import OidcBearer
 
+# The gate's work holds the GIL but for its fsyncs: a dozen threads keep group commit fed, and more only
+# contend for the GIL (measured: 40, anyio's default, served about 15% fewer decisions per second than 8-16).
+DEFAULT_WORKER_THREADS = 12
+
 
 def create_app(gate: Gate, credentials: Credentials, *, metrics_public: bool = False,
-               dev_insecure_cookies: bool = False, oidc: OidcBearer | None = None) -> FastAPI:
+               dev_insecure_cookies: bool = False, oidc: OidcBearer | None = None,
+               worker_threads: int = DEFAULT_WORKER_THREADS) -> FastAPI:
     """The HTTP API over `gate`, its callers authenticated by `credentials`.
 
     `/metrics` needs an admin credential unless `metrics_public` (only for a server bound to loopback).
     One app per gate: the app becomes the gate's observer. The inbox's cookies are `Secure` unless
     `dev_insecure_cookies` (only for plain HTTP on loopback). With `oidc`, principals may also present bearer
-    JWTs of that OpenID provider.
+    JWTs of that OpenID provider. Store and gate calls run on at most `worker_threads` threads at once.
     """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = worker_threads
+        yield
+
     app = FastAPI(title="Interlock", version="1", description="A second, independent control between a request"
-                  " and its execution. Every call but jwks and health needs `Authorization: Bearer ilk_...`.")
+                  " and its execution. Every call but jwks and health needs `Authorization: Bearer ilk_...`.",
+                  lifespan=lifespan)
     app.state.gate = gate
     app.state.credentials = credentials
     app.state.oidc = oidc
