@@ -170,6 +170,7 @@ def test_results_are_reported_failed_for_a_tool_error_and_for_a_cancelled_call(g
         upstream.error_result = True
         failed = await gateway.call_tool("pay", small)
         assert failed.isError and text_of(failed) == "pay done"  # the upstream's own error, unchanged
+        await gateway.reports.drain()  # recorded off the call's path
         assert gate.status(interlock_meta(failed)["request_id"]).result == "failed"
 
         upstream.error_result = False

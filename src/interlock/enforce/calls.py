@@ -178,6 +178,12 @@ class CallGate:
         self.forget(call)
         return consumed
 
+    def take(self, call: Call) -> tuple[Ruling, Consumption | None]:
+        """`decide`, then `consume` the grant of a `run` ruling: the blocking steps before a call may run, in one
+        go (async code pays one worker-thread hop for both)."""
+        ruling = self.decide(call)
+        return ruling, self.consume(call, ruling) if ruling.kind == "run" else None
+
     def report(self, consumed: Consumption, succeeded: bool, detail: str = "") -> None:
         """Record the result of a consumed grant; a report that fails is logged, never raised."""
         try:
@@ -199,10 +205,9 @@ class CallGate:
         An exception from it is reported `failed` (the grant is spent) and raised.
         """
         with self.one_at_a_time(call.digest):
-            ruling = self.decide(call)
-            if ruling.kind != "run":
+            ruling, consumed = self.take(call)
+            if consumed is None:
                 return ruling
-            consumed = self.consume(call, ruling)
             try:
                 value = execute()
             except BaseException as exc:
@@ -214,10 +219,9 @@ class CallGate:
     async def run_async(self, call: Call, execute: Callable[[], Awaitable[T]]) -> Executed[T] | Ruling:
         """`run` from async code: the gate calls in worker threads, one call per action digest at a time."""
         async with self.one_at_a_time_async(call.digest):
-            ruling = await anyio.to_thread.run_sync(self.decide, call)
-            if ruling.kind != "run":
+            ruling, consumed = await anyio.to_thread.run_sync(self.take, call)
+            if consumed is None:
                 return ruling
-            consumed = await anyio.to_thread.run_sync(self.consume, call, ruling)
             try:
                 value = await execute()
             except BaseException as exc:

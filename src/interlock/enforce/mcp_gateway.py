@@ -30,6 +30,7 @@ from interlock.core.canonical import canonical_json
 from interlock.core.errors import InterlockError, RequestError
 from interlock.enforce.calls import Call, CallGate, GateLike, Ruling, waiting
 from interlock.enforce.execution import EXECUTION_META, TOOL_CALL, ExecutionKey
+from interlock.enforce.reports import GatheredReports
 from interlock.results import Consumption, RequestState
 
 __all__ = [
@@ -266,6 +267,7 @@ class McpGateway:
         self.config = config
         self.execution_key = execution_key
         self.calls = CallGate(requester, executor)
+        self.reports = GatheredReports(self.calls.report)  # results of forwarded calls, off the calls' path
         self.upstream = upstream
         self._tools: dict[str, types.Tool] = {}
         self._validators: dict[str, Any] = {}  # tool -> its input schema's validator, built once per listing
@@ -385,7 +387,7 @@ class McpGateway:
             with anyio.CancelScope(shield=True):
                 await self._report(consumed, False, "cancelled before the upstream answered: outcome unknown")
             raise
-        await self._report(consumed, not result.isError, _summary(result) if result.isError else "")
+        self.reports.add(consumed, not result.isError, _summary(result) if result.isError else "")
         return _executed(result, consumed)
 
     async def _report(self, consumed: Consumption, succeeded: bool, detail: str) -> None:

@@ -329,4 +329,6 @@ async def serve_stdio(gateway: McpGateway, config: GatewayConfig, upstream: Conn
             async with strict_stdio(stdin or sys.stdin.buffer, stdout or sys.stdout.buffer) as (read, write):
                 await server.run(read, write, server.create_initialization_options())
         finally:
+            with anyio.CancelScope(shield=True):
+                await gateway.reports.drain()  # every result still on its way is recorded before exit
             await upstream.close()

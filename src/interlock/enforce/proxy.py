@@ -9,7 +9,6 @@ the grant was checked against: the body is read (bounded) before anything is dec
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import hashlib
 import logging
@@ -31,6 +30,7 @@ from interlock.core.errors import GrantError, InterlockError, ProxyError, Reques
 from interlock.enforce.calls import Call, CallGate, GateLike, ended_code, waiting
 from interlock.enforce.execution import EXECUTION_HEADER, ExecutionKey, content_digest
 from interlock.enforce.proxy_config import ProxyConfig, RouteSpec, RouteTable, params_of, resource_of
+from interlock.enforce.reports import GatheredReports
 from interlock.http_status import status_for
 from interlock.results import Consumption
 
@@ -42,9 +42,6 @@ MAX_QUERY_FIELDS = 100
 # RFC 9110 §7.6.1 hop-by-hop fields, and what the proxy sets itself: never copied from one side to the other.
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                          "transfer-encoding", "upgrade", "host", "content-length", "expect", "content-digest"})
-# Seconds the results of forwarded calls gather before they are recorded (a crash in between loses them, as a crash
-# between forwarding and reporting always could; the consumption itself is on disk before anything is forwarded).
-REPORT_DELAY = 0.05
 # An upstream answer up to this size (by its Content-Length) is read whole and sent at once; larger ones stream.
 _BUFFERED_BYTES = 64 * 1024
 # Headers aiohttp would add by itself: the upstream gets the caller's, or none.
@@ -68,10 +65,7 @@ class EnforcingProxy:
         parts = urlsplit(config.upstream)
         self._origin, self._base_path = f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/")
         self._client: aiohttp.ClientSession | None = None  # made in the event loop, on first use
-        # Results of forwarded calls, recorded together every REPORT_DELAY: one commit for many, so that the next
-        # call's consume does not queue behind the last call's report on every call.
-        self._unreported: list[tuple[Consumption | None, bool, str]] = []
-        self._reporter: asyncio.Task[None] | None = None
+        self._reports = GatheredReports(self._record)  # results of forwarded calls, off the calls' path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -92,8 +86,7 @@ class EnforcingProxy:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._reporter is not None:
-                    await self._reporter  # every result still on its way is recorded before exit
+                await self._reports.drain()  # every result still on its way is recorded before exit
                 if self._client is not None:
                     await self._client.close()
                 await send({"type": "lifespan.shutdown.complete"})
@@ -139,10 +132,9 @@ class EnforcingProxy:
             "executor": self.config.executor,
         }, again="sending the same request")
         async with self.calls.one_at_a_time_async(call.digest):
-            ruling = await anyio.to_thread.run_sync(self.calls.decide, call)
-            if ruling.kind == "run":
-                consumed: Consumption = await anyio.to_thread.run_sync(self.calls.consume, call, ruling)
-                return consumed
+            ruling, consumed = await anyio.to_thread.run_sync(self.calls.take, call)
+        if consumed is not None:
+            return consumed
         state = ruling.state
         if ruling.kind == "held":
             held = waiting(state, self.config.channel)
@@ -200,9 +192,8 @@ class EnforcingProxy:
 
         async def report_later() -> None:
             # Not awaited here: the connection's next request would wait for it (HTTP/1.1 answers in order).
-            self._unreported.append((consumed, succeeded, detail))
-            if self._reporter is None or self._reporter.done():
-                self._reporter = asyncio.get_running_loop().create_task(self._report_gathered())
+            if consumed is not None:
+                self._reports.add(consumed, succeeded, detail)
 
         response: Response
         if answer.content_length is not None and answer.content_length <= _BUFFERED_BYTES:
@@ -235,18 +226,13 @@ class EnforcingProxy:
                 connector=aiohttp.TCPConnector(limit=64))
         return self._client
 
-    async def _report_gathered(self) -> None:
-        while self._unreported:
-            await asyncio.sleep(REPORT_DELAY)
-            batch, self._unreported = self._unreported, []
-            # Concurrently, so the store's group commit makes them one transaction.
-            await asyncio.gather(*(self._report(*item) for item in batch))
-
     async def _report(self, consumed: Consumption | None, succeeded: bool, detail: str) -> None:
-        if consumed is None:
-            return
+        if consumed is not None:
+            await anyio.to_thread.run_sync(self._record, consumed, succeeded, detail)
+
+    def _record(self, consumed: Consumption, succeeded: bool, detail: str) -> None:
         try:
-            await _blocking(self.executor.report, consumed.jti, succeeded, detail, executor=self.config.executor)
+            self.executor.report(consumed.jti, succeeded, detail, executor=self.config.executor)
         except InterlockError as error:
             # The call was forwarded: a lost report must not turn its outcome into an error. Say so loudly.
             _log.error("could not report the result of grant %s: %s (%s)", consumed.jti, error.message, error.code)
