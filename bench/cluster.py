@@ -10,9 +10,8 @@ the next grant from one shared list as soon as its previous consume is answered.
 `grant.already_used`, the store must hold one `grant.consumed` entry per grant, and the audit log must verify.
 Rounds alternate between the two deployments; medians over rounds are reported.
 
-The load generator speaks HTTP/1.1 on raw asyncio streams (uvloop when installed) instead of httpx: on a 2-core
-machine every client CPU cycle is taken from the servers, and httpx costs about 1 ms of CPU per request here.
-Its CPU share is measured and reported, with the servers' and the database backends'.
+The load generator speaks HTTP/1.1 on raw asyncio streams (bench/raw_http.py). Its CPU share is measured and
+reported, with the servers' and the database backends'.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from bench import raw_http
 from bench.common import EXECUTOR, KNOWN_RECIPIENTS, POLICY_YAML, REQUEST, require
 from bench.http_paths import _cpu_seconds, _free_port
 from bench.measure import p99
@@ -54,53 +54,6 @@ SUBMIT_BODY = json.dumps({k: v for k, v in REQUEST.items() if k != "principal"})
 ACTION = {k: REQUEST[k] for k in ("action", "resource", "params")}
 POSTGRES_ENV = ("INTERLOCK_BENCH_POSTGRES", "INTERLOCK_TEST_POSTGRES")
 ISSUERS = 16  # concurrent submitters issuing the grants (untimed)
-
-
-# --- a raw HTTP/1.1 client --------------------------------------------------------------------------------------
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection; uvicorn always answers with a Content-Length."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-
-    async def post(self, path: str, body: bytes, token: str) -> tuple[int, bytes]:
-        if self._streams is None:
-            self._streams = await asyncio.open_connection(self.host, self.port)
-        reader, writer = self._streams
-        writer.write(b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nAuthorization: Bearer %s\r\nContent-Type: application/json"
-                     b"\r\nContent-Length: %d\r\n\r\n%s" % (path.encode(), self.host.encode(), self.port,
-                                                          token.encode(), len(body), body))
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length, close = 0, False
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"connection" and value.strip().lower() == b"close":
-                close = True
-        payload = await reader.readexactly(length)
-        if close:
-            self.close()
-        return status, payload
-
-    def close(self) -> None:
-        if self._streams is not None:
-            self._streams[1].close()
-            self._streams = None
-
-
-def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coroutine)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coroutine)
 
 
 # --- deployments ------------------------------------------------------------------------------------------------
@@ -294,7 +247,7 @@ async def _issue(deployment: Deployment, count: int) -> list[bytes]:
     bodies: list[bytes] = []
 
     async def issuer(number: int) -> None:
-        connection = Connection("127.0.0.1", deployment.ports[number % deployment.nodes])
+        connection = raw_http.Connection("127.0.0.1", deployment.ports[number % deployment.nodes])
         try:
             for _ in left:
                 status, payload = await connection.post("/v1/requests", SUBMIT_BODY, deployment.tokens["agent"])
@@ -320,7 +273,7 @@ async def _consume(deployment: Deployment, bodies: list[bytes], clients: int,
     token = deployment.tokens["executor"]
 
     async def consumer(number: int) -> None:
-        connection = Connection("127.0.0.1", deployment.ports[(number + shift) % deployment.nodes])
+        connection = raw_http.Connection("127.0.0.1", deployment.ports[(number + shift) % deployment.nodes])
         try:
             while work:
                 body = work.pop()
@@ -339,15 +292,15 @@ async def _consume(deployment: Deployment, bodies: list[bytes], clients: int,
 
 
 def _round(deployment: Deployment, grants: int, clients: int, warmup: int) -> Round:
-    bodies = _run(_issue(deployment, grants + warmup))
-    _run(_consume(deployment, bodies[:warmup], clients))
+    bodies = raw_http.run(_issue(deployment, grants + warmup))
+    raw_http.run(_consume(deployment, bodies[:warmup], clients))
     timed = bodies[warmup:]
     before_consumed = deployment.snapshot()[1]
     pids = [p.pid for p in deployment.processes]
     server_before = [_cpu_seconds(pid) for pid in pids]
     backends_before = _backends_cpu(deployment)
     busy_before, client_before = _busy_jiffies(), time.process_time()
-    latencies, other, seconds = _run(_consume(deployment, timed, clients))
+    latencies, other, seconds = raw_http.run(_consume(deployment, timed, clients))
     client_cpu = time.process_time() - client_before
     busy_after = _busy_jiffies()
     server_after = [_cpu_seconds(pid) for pid in pids]
@@ -359,7 +312,7 @@ def _round(deployment: Deployment, grants: int, clients: int, warmup: int) -> Ro
     machine = (None if busy_before is None or busy_after is None
                else (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1]))
     # Exactly once: every grant again, on another node, must be refused as used; the log must agree and verify.
-    _, replayed, _ = _run(_consume(deployment, timed, clients, shift=1))
+    _, replayed, _ = raw_http.run(_consume(deployment, timed, clients, shift=1))
     refused = sum(1 for status, payload in replayed
                   if status == 409 and json.loads(payload)["error"]["code"] == "grant.already_used")
     consumed_entries = deployment.snapshot()[1] - before_consumed
@@ -435,7 +388,7 @@ def run(directory: Path, console: Console, *, grants: int = GRANTS, clients: int
                     status.update(f"cluster: round {number + 1}/{rounds}, {deployment.name}")
                     measured.append(_round(deployment, grants, clients, warmup))
     notes = [
-        f"{clients} consumers on one asyncio loop ({'uvloop' if _has_uvloop() else 'asyncio'}, raw HTTP/1.1"
+        f"{clients} consumers on one asyncio loop ({'uvloop' if raw_http.has_uvloop() else 'asyncio'}, raw HTTP/1.1"
         f" keep-alive), consumer i on node i mod n; {grants:,} grants timed per round after {warmup} untimed;"
         f" {rounds} rounds alternating the deployments; medians over rounds",
         "every grant is then replayed on another node and must be refused (grant.already_used); the store must"
@@ -448,14 +401,6 @@ def run(directory: Path, console: Console, *, grants: int = GRANTS, clients: int
     if not postgres:
         notes.append(f"no PostgreSQL: set --postgres or {POSTGRES_ENV[0]} for the 3-node deployment and the ratio")
     return ClusterResults(measured, bool(postgres), clients, notes)
-
-
-def _has_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _share(cpu_s: float | None, seconds: float) -> str:
