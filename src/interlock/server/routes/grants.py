@@ -26,12 +26,12 @@ router = APIRouter(prefix="/v1/grants", tags=["grants"])
 
 @router.post("/consume", response_model=None, openapi_extra=request_body(ConsumeBody),
              responses={200: {"model": ConsumptionBody}, **refusals(400, 401, 403, 409, 410, 413, 503)})
-async def consume(request: Request, caller_: Annotated[Bearer, Depends(bearer("principal"))]) -> JSONResponse:
+async def consume(request: Request, credential: Annotated[Bearer, Depends(bearer("principal"))]) -> JSONResponse:
     """Consume a grant once, as the executor (the caller) about to run exactly this action."""
     body = await read_body(request)
 
     def consume_as_caller() -> Consumption:  # authenticated and consumed in one worker-thread hop
-        executor = caller_.identity()
+        executor = credential.identity()
         consume = body.model(ConsumeBody)
         if consume.executor is not None and consume.executor != executor.subject_id:
             raise AuthError("auth.principal_mismatch",
@@ -46,12 +46,14 @@ async def consume(request: Request, caller_: Annotated[Bearer, Depends(bearer("p
 
 @router.post("/{jti}/result", response_model=None, openapi_extra=request_body(ResultBody),
              responses={200: {"model": ResultRecordBody}, **refusals(400, 401, 403, 409, 413, 503)})
-async def report(request: Request, jti: str, caller_: Annotated[Bearer, Depends(bearer("principal"))]) -> JSONResponse:
+async def report(
+    request: Request, jti: str, credential: Annotated[Bearer, Depends(bearer("principal"))]
+) -> JSONResponse:
     """Report the execution result of a consumed grant, as its executor (the caller)."""
     body = await read_body(request)
 
     def report_as_caller() -> dict[str, Any]:  # authenticated and recorded in one worker-thread hop
-        executor = caller_.identity()
+        executor = credential.identity()
         result = body.model(ResultBody)
         grant = gate_of(request).report(jti, result.result == "succeeded", result.detail, executor=executor.subject_id)
         return {"jti": grant.jti, "request_id": grant.request_id, "result": grant.result, "detail": grant.result_detail}

@@ -43,12 +43,12 @@ _WAIT = "long-poll: return as soon as the state changes, or after this many seco
 
 @router.post("", status_code=201, response_model=None, openapi_extra=request_body(SubmitBody),
              responses={201: {"model": RequestStateBody}, **refusals(400, 401, 403, 413, 503)})
-async def submit(request: Request, caller_: Annotated[Bearer, Depends(bearer("principal"))]) -> JSONResponse:
+async def submit(request: Request, credential: Annotated[Bearer, Depends(bearer("principal"))]) -> JSONResponse:
     """Submit an action request as the calling principal; the registry supplies its kind and attributes."""
     body = await read_body(request)
 
     def submit_as_caller() -> RequestState:  # authenticated and decided in one worker-thread hop
-        principal = caller_.identity()
+        principal = credential.identity()
         document = body.object()
         claimed = document.pop("principal", None)
         if claimed is not None:
