@@ -38,9 +38,8 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from bench import raw_http
+from bench import processes, raw_http
 from bench.common import EXECUTOR, KNOWN_RECIPIENTS, POLICY_YAML, REQUEST, require
-from bench.http_paths import _cpu_seconds, _free_port
 from bench.measure import p99
 
 GRANTS = 1_000
@@ -138,35 +137,18 @@ def _serving(deployment: Deployment, logs: Path) -> Iterator[Deployment]:
     """Start every node of `deployment` and wait until each answers /readyz; stop them (only them) afterwards."""
     try:
         for number, home in enumerate(deployment.homes):
-            port = _free_port()
-            with (logs / f"{deployment.name}-node-{number}.log").open("wb") as log:
-                deployment.processes.append(subprocess.Popen(
-                    [sys.executable, "-m", "interlock.cli", "serve", "--port", str(port)],
-                    env=_env(home, deployment.store_url), stdout=log, stderr=subprocess.STDOUT))
+            port = processes.free_port()
+            deployment.processes.append(processes.start(
+                [sys.executable, "-m", "interlock.cli", "serve", "--port", str(port)],
+                logs / f"{deployment.name}-node-{number}.log", _env(home, deployment.store_url)))
             deployment.ports.append(port)
         deadline = time.monotonic() + STARTUP_SECONDS
-        for process, port in zip(deployment.processes, deployment.ports, strict=True):
-            while True:  # bounded: the process is starting, there is no event to wait on
-                if process.poll() is not None:
-                    raise SystemExit(f"bench: interlock serve exited ({process.returncode}); see {logs}")
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"bench: interlock serve did not become ready within {STARTUP_SECONDS:g} s")
-                time.sleep(0.05)
+        for number, (process, port) in enumerate(zip(deployment.processes, deployment.ports, strict=True)):
+            processes.wait_until_answers(process, f"http://127.0.0.1:{port}/readyz", "interlock serve",
+                                         logs / f"{deployment.name}-node-{number}.log", deadline)
         yield deployment
     finally:
-        for process in deployment.processes:
-            process.terminate()
-        for process in deployment.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        processes.stop(deployment.processes)
 
 
 @contextmanager
@@ -238,7 +220,7 @@ def _backends_cpu(deployment: Deployment) -> dict[int, float]:
     with psycopg.connect(deployment.store_url, autocommit=True) as conn:
         pids = [row[0] for row in conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s"
                                                " AND pid <> pg_backend_pid()", (name,))]
-    return {pid: cpu for pid in pids if (cpu := _cpu_seconds(pid)) is not None}
+    return {pid: cpu for pid in pids if (cpu := processes.cpu_seconds(pid)) is not None}
 
 
 async def _issue(deployment: Deployment, count: int) -> list[bytes]:
@@ -297,13 +279,13 @@ def _round(deployment: Deployment, grants: int, clients: int, warmup: int) -> Ro
     timed = bodies[warmup:]
     before_consumed = deployment.snapshot()[1]
     pids = [p.pid for p in deployment.processes]
-    server_before = [_cpu_seconds(pid) for pid in pids]
+    server_before = [processes.cpu_seconds(pid) for pid in pids]
     backends_before = _backends_cpu(deployment)
     busy_before, client_before = _busy_jiffies(), time.process_time()
     latencies, other, seconds = raw_http.run(_consume(deployment, timed, clients))
     client_cpu = time.process_time() - client_before
     busy_after = _busy_jiffies()
-    server_after = [_cpu_seconds(pid) for pid in pids]
+    server_after = [processes.cpu_seconds(pid) for pid in pids]
     backends_after = _backends_cpu(deployment)
     server_cpu = (None if None in server_before or None in server_after
                   else sum(a - b for a, b in zip(server_after, server_before, strict=True)))  # type: ignore[operator]

@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +26,10 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from bench.http_paths import _env, _free_port
+from bench import processes
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_ADDED_MS = 2.0
-STARTUP_SECONDS = 30.0
 POLICY_YAML = """\
 version: 1
 executors:
@@ -94,35 +91,8 @@ class Results:
 # --- processes ------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _process(argv: list[str], ready: Callable[[], bool], log: Path, what: str) -> Iterator[None]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, env=_env(), cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:  # bounded: the process is starting, there is no event to wait on
-            if process.poll() is not None:
-                raise SystemExit(f"bench: {what} exited ({process.returncode}):\n{log.read_text()}")
-            try:
-                if ready():
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"bench: {what} did not come up within {STARTUP_SECONDS:g} s")
-            time.sleep(0.05)
-        yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def _http_ready(url: str) -> Callable[[], bool]:
-    return lambda: httpx.get(url, timeout=1).status_code == 200
+def _process(argv: list[str], url: str, log: Path, what: str) -> AbstractContextManager[object]:
+    return processes.running(argv, url, log, what, processes.clean_env(), cwd=REPO)
 
 
 def _home(directory: Path) -> Path:
@@ -175,18 +145,18 @@ def _time_calls(client: httpx.Client, url: str, count: int, headers: list[dict[s
 
 def measure_proxy(directory: Path, rows: dict[str, Row], rounds: int, calls: int) -> None:
     home = _home(directory)
-    upstream_port, proxy_port, submits_port = _free_port(), _free_port(), _free_port()
+    upstream_port, proxy_port, submits_port = processes.free_port(), processes.free_port(), processes.free_port()
     upstream = f"http://127.0.0.1:{upstream_port}"
     proxy, submits = f"http://127.0.0.1:{proxy_port}", f"http://127.0.0.1:{submits_port}"
     interlock = [sys.executable, "-m", "interlock.cli", "proxy", "--home", str(home)]
     with ExitStack() as stack:
         stack.enter_context(_process([sys.executable, "-m", "bench.enforcement_upstreams", "http", str(upstream_port)],
-                                     _http_ready(f"{upstream}/health"), directory / "upstream.log", "the upstream"))
+                                     f"{upstream}/health", directory / "upstream.log", "the upstream"))
         stack.enter_context(_process([*interlock, "--config", str(_proxy_config(directory, upstream, submits=False)),
-                                      "--port", str(proxy_port)], _http_ready(f"{proxy}/health"),
+                                      "--port", str(proxy_port)], f"{proxy}/health",
                                      directory / "proxy.log", "interlock proxy"))
         stack.enter_context(_process([*interlock, "--config", str(_proxy_config(directory, upstream, submits=True)),
-                                      "--port", str(submits_port)], _http_ready(f"{submits}/health"),
+                                      "--port", str(submits_port)], f"{submits}/health",
                                      directory / "proxy-submits.log", "interlock proxy (submits)"))
         client = stack.enter_context(httpx.Client(timeout=30))
         for _ in range(rounds):
@@ -211,7 +181,7 @@ async def _mcp_rounds(home: Path, directory: Path, rows: dict[str, Row], rounds:
     gateway = [sys.executable, "-m", "interlock.cli", "mcp-gateway", "--config", str(config), "--home", str(home),
                "--upstream", " ".join(upstream)]
     passthrough = [sys.executable, "-m", "bench.enforcement_upstreams", "mcp-passthrough"]
-    env, errors = _env(), (directory / "mcp.log").open("w")
+    env, errors = processes.clean_env(), (directory / "mcp.log").open("w")
 
     def params(argv: list[str]) -> StdioServerParameters:
         return StdioServerParameters(command=argv[0], args=argv[1:], env={**env, "PYTHONPATH": str(REPO)},

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -38,7 +37,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from bench import interlock_paths, raw_http
+from bench import interlock_paths, processes, raw_http
 from bench.common import EXECUTOR, KNOWN_RECIPIENTS, POLICY_YAML, REQUEST, changed_requests, require
 from bench.measure import p99
 
@@ -46,7 +45,6 @@ CLIENTS = (1, 8, 32)
 OFFERED_RATES = (500.0, 750.0, 1_000.0, 1_500.0)
 TARGET_RPS = 1_500.0
 TARGET_P99_MS = 20.0
-STARTUP_SECONDS = 30.0
 AGENT = str(REQUEST["principal"]["id"])
 # The body an agent sends: the registry supplies its principal (id, kind, attributes), so the server decides
 # exactly bench/common.py's REQUEST.
@@ -121,14 +119,10 @@ class HttpResults:
 # --- the server -----------------------------------------------------------------------------------------------
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("INTERLOCK_")}
-
-
 def _cli(home: Path, *args: str) -> Any:
     """`interlock ARGS --home HOME` as a real process; its JSON output."""
     done = subprocess.run([sys.executable, "-m", "interlock.cli", *args, "--home", str(home)],
-                          capture_output=True, timeout=60, env=_env())
+                          capture_output=True, timeout=60, env=processes.clean_env())
     require(done.returncode == 0, f"`interlock {' '.join(args)}` failed: {done.stderr.decode().strip()}")
     return json.loads(done.stdout)
 
@@ -144,52 +138,16 @@ def make_home(directory: Path) -> tuple[Path, dict[str, str]]:
     return home, {"agent": agent["token"], "executor": executor["token"]}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def serving(home: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
     """`interlock serve` on `home` and a free loopback port until the block ends: base URL, process, startup s."""
-    port = _free_port()
-    log_path = home.parent / "http-serve.log"
-    started = time.perf_counter()
-    with log_path.open("wb") as log:
-        server = subprocess.Popen([sys.executable, "-m", "interlock.cli", "serve", "--port", str(port),
-                                   "--home", str(home)], env=_env(), stdout=log, stderr=subprocess.STDOUT)
+    port = processes.free_port()
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:  # bounded: the process is starting, there is no event to wait on
-            if server.poll() is not None:
-                raise SystemExit(f"bench: interlock serve exited ({server.returncode}):\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"bench: interlock serve did not answer /healthz within {STARTUP_SECONDS:g} s")
-            time.sleep(0.05)
+    started = time.perf_counter()
+    with processes.running([sys.executable, "-m", "interlock.cli", "serve", "--port", str(port), "--home", str(home)],
+                           f"{base}/healthz", home.parent / "http-serve.log", "interlock serve",
+                           processes.clean_env()) as server:
         yield base, server, time.perf_counter() - started
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process so far (Linux /proc), or None where unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 # --- the load generator ---------------------------------------------------------------------------------------
@@ -267,9 +225,9 @@ async def _load(base: str, operation: Operation, row: Row, warmup: float, server
 
     async def measure_cpu() -> None:
         await asyncio.sleep((start - clock()) / 1e9)
-        server, client_cpu = _cpu_seconds(server_pid), time.process_time()
+        server, client_cpu = processes.cpu_seconds(server_pid), time.process_time()
         await asyncio.sleep(row.seconds)
-        server_end = _cpu_seconds(server_pid)
+        server_end = processes.cpu_seconds(server_pid)
         if server_end is not None and server is not None:
             row.server_cpu_s = server_end - server
         row.client_cpu_s = time.process_time() - client_cpu
