@@ -6,7 +6,7 @@ import datetime
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from interlock.scan.findings import FileProblem, Finding, IncompleteScan, ScanResult, SkippedInput
 from interlock.scan.sources import ParseError, Source, read_sources
@@ -27,8 +27,14 @@ class Scanner(Protocol):
     def scan(self, source: Source) -> list[Finding]:
         """The findings in one file. May raise `ParseError` for a file it recognised but cannot read."""
 
-    # Optional: `scan_together(sources) -> list[Finding]`. A scanner that has it gets all the files it recognised
-    # at once, after the walk, instead of one `scan` per file (Kubernetes bindings refer to roles in other files).
+
+@runtime_checkable
+class CrossFileScanner(Scanner, Protocol):
+    """A scanner whose files refer to each other (Kubernetes bindings name roles in other files): it gets every
+    file it recognised at once, after the walk, instead of one `scan` per file."""
+
+    def scan_together(self, sources: Sequence[Source]) -> list[Finding]:
+        """The findings in all of `sources` together."""
 
 
 def default_scanners(today: datetime.date | None = None) -> list[Scanner]:
@@ -52,7 +58,7 @@ def default_scanners(today: datetime.date | None = None) -> list[Scanner]:
 def scan(paths: Sequence[Path], scanners: Sequence[Scanner] | None = None) -> ScanResult:
     result = ScanResult()
     chosen = list(scanners) if scanners is not None else default_scanners()
-    together: dict[int, tuple[Scanner, list[Source]]] = {}
+    together: dict[int, tuple[CrossFileScanner, list[Source]]] = {}
     for source, named in read_sources(list(paths), result.problems):
         result.paths[source.display] = source.path
         scanner = next((candidate for candidate in chosen if candidate.recognizes(source)), None)
@@ -67,7 +73,7 @@ def scan(paths: Sequence[Path], scanners: Sequence[Scanner] | None = None) -> Sc
                 result.skipped += 1
             continue
         try:
-            if hasattr(scanner, "scan_together"):
+            if isinstance(scanner, CrossFileScanner):
                 together.setdefault(id(scanner), (scanner, []))[1].append(source)
             else:
                 result.findings.extend(scanner.scan(source))
@@ -90,7 +96,7 @@ def scan(paths: Sequence[Path], scanners: Sequence[Scanner] | None = None) -> Sc
         result.scanned[scanner.kind] = result.scanned.get(scanner.kind, 0) + 1
     for scanner, sources in together.values():
         try:
-            result.findings.extend(scanner.scan_together(sources))  # type: ignore[attr-defined]
+            result.findings.extend(scanner.scan_together(sources))
         except Exception as exc:  # noqa: BLE001 - as above, for every file the scanner had
             result.problems.extend(_failed(source.display, scanner, exc) for source in sources)
     result.findings.sort(key=lambda f: (f.location.path, f.location.line or 0, f.rule.id))
