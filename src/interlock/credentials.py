@@ -108,21 +108,33 @@ class Credentials:
 
     def authenticate(self, token: str | None) -> Identity:
         """The identity a bearer token stands for; `auth.missing`, `auth.invalid` or `auth.revoked` otherwise."""
-        if not token:
-            raise AuthError("auth.missing", "a bearer token is required: `Authorization: Bearer ilk_...`")
-        if not _TOKEN.fullmatch(token):
-            raise AuthError("auth.invalid", "the bearer token is not an Interlock credential")
-        return self.identify(token_sha256(token))
+        return self.identify(_token_hash(token))
+
+    async def authenticate_async(self, token: str | None) -> Identity:
+        """`authenticate` for a coroutine."""
+        token_hash = _token_hash(token)
+        return _identity(await self.store.find_credential_async(token_hash))
 
     def identify(self, token_hash: str) -> Identity:
         """The identity of the credential whose token hashes to `token_hash` (what a web session keeps)."""
-        record = self.store.find_credential(token_hash)
-        # The hash lookup is by an index on a SHA-256 of a 256-bit secret: its timing reveals nothing usable.
-        if record is None:
-            raise AuthError("auth.invalid", "the bearer token is not a registered credential")
-        if record.revoked_at is not None:
-            raise AuthError("auth.revoked", "the bearer token was revoked")
-        return Identity(record.role, record.subject_id, record.kind, record.attributes, record.id)
+        return _identity(self.store.find_credential(token_hash))
+
+
+def _token_hash(token: str | None) -> str:
+    if not token:
+        raise AuthError("auth.missing", "a bearer token is required: `Authorization: Bearer ilk_...`")
+    if not _TOKEN.fullmatch(token):
+        raise AuthError("auth.invalid", "the bearer token is not an Interlock credential")
+    return token_sha256(token)
+
+
+def _identity(record: CredentialRecord | None) -> Identity:
+    # The hash lookup is by an index on a SHA-256 of a 256-bit secret: its timing reveals nothing usable.
+    if record is None:
+        raise AuthError("auth.invalid", "the bearer token is not a registered credential")
+    if record.revoked_at is not None:
+        raise AuthError("auth.revoked", "the bearer token was revoked")
+    return Identity(record.role, record.subject_id, record.kind, record.attributes, record.id)
 
 
 def _check_subject(role: str, subject_id: str) -> None:

@@ -24,7 +24,7 @@ from interlock.grant_tokens import GrantTokens
 from interlock.keys import KeyRing
 from interlock.ledger import Ledger
 from interlock.notify import Notifier
-from interlock.observe import Observer, approve_outcome, observed
+from interlock.observe import Observer, approve_outcome, observed, observed_async
 from interlock.results import OUTCOME_STATUS, Consumption, RequestReview, RequestState
 from interlock.store.base import (
     AuditEvent,
@@ -41,6 +41,10 @@ from interlock.store.base import (
 
 Clock = Callable[[], datetime.datetime]
 _log = logging.getLogger(__name__)
+
+
+def _submit_outcome(state: RequestState, *_: Any) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    return state.outcome, state.reasons if state.outcome == "denied" else (), ()
 
 
 def utc_now() -> datetime.datetime:
@@ -83,9 +87,19 @@ class Gate:
 
     # --- requests -----------------------------------------------------------------------------
 
-    @observed("submit", lambda state, *_: (state.outcome, state.reasons if state.outcome == "denied" else (), ()))
+    @observed("submit", _submit_outcome)
     def submit(self, document: ActionRequest | dict[str, Any] | bytes | str) -> RequestState:
         """Decide on a request; an allow comes with a grant, a require_approval waits for approvers."""
+        submission = self._submission(document)
+        return self._submitted(submission, self.store.create_request(*submission.store_args))
+
+    @observed_async("submit", _submit_outcome)
+    async def submit_async(self, document: ActionRequest | dict[str, Any] | bytes | str) -> RequestState:
+        """`submit` on an event loop: the decision runs on the loop's thread, only the commit on another."""
+        submission = self._submission(document)
+        return self._submitted(submission, await self.store.create_request_async(*submission.store_args))
+
+    def _submission(self, document: ActionRequest | dict[str, Any] | bytes | str) -> _Submission:
         request = document if isinstance(document, ActionRequest) else parse_request(document)
         digest = request.digest()
         now = self.clock()
@@ -113,15 +127,17 @@ class Gate:
                                 digest=digest, decision=decision.to_json(), **_issued(grant))
             return NewRequest(status, decision.to_json(), expires_at, [event], grant)
 
-        new = self.store.create_request(request_id, request, digest, now, record)
-        written = RequestRecord(request_id, request, digest, new.status, new.decision, now, new.expires_at,
-                                grant=new.grant)
-        state = self._state(written, now)
+        return _Submission(request_id, request, digest, now, record)
+
+    def _submitted(self, submission: _Submission, new: NewRequest) -> RequestState:
+        written = RequestRecord(submission.request_id, submission.request, submission.digest, new.status,
+                                new.decision, submission.now, new.expires_at, grant=new.grant)
+        state = self._state(written, submission.now)
         if state.outcome == "pending_approval" and self.on_pending is not None:
             try:
-                self.on_pending(state, request)
+                self.on_pending(state, submission.request)
             except Exception:  # noqa: BLE001 - a notification never changes or fails a decision already made
-                _log.exception("on_pending hook failed for %s", request_id)
+                _log.exception("on_pending hook failed for %s", submission.request_id)
         return state
 
     def status(self, request_id: str) -> RequestState:
@@ -487,6 +503,21 @@ class Gate:
         except InterlockError as error:
             # The refusal stands whether or not it could be written down; say that it was not.
             _log.error("could not audit a %s (%s): %s", kind, refusal.code, error.message)
+
+
+@dataclass(frozen=True)
+class _Submission:
+    """A submitted request, parsed and named, with the decision to record in the store's transaction."""
+
+    request_id: str
+    request: ActionRequest
+    digest: str
+    now: datetime.datetime
+    record: Callable[[History], NewRequest]
+
+    @property
+    def store_args(self) -> tuple[str, ActionRequest, str, datetime.datetime, Callable[[History], NewRequest]]:
+        return self.request_id, self.request, self.digest, self.now, self.record
 
 
 def _issued(grant: GrantRecord | None) -> dict[str, Any]:

@@ -51,15 +51,47 @@ def observed(operation: str, outcome: Outcome) -> Callable[[F], F]:
             try:
                 result = method(self, *args, **kwargs)
             except InterlockError as refusal:
-                _tell(observer, Observation(operation, "refused", (refusal.code,), time.perf_counter() - started))
+                _refused(observer, operation, refusal, started)
                 raise
-            ended, codes, flags = outcome(result, args, kwargs)
-            _tell(observer, Observation(operation, ended, codes, time.perf_counter() - started, flags))
+            _ended(observer, operation, outcome(result, args, kwargs), started)
             return result
 
         return call  # type: ignore[return-value]
 
     return wrap
+
+
+def observed_async(operation: str, outcome: Outcome) -> Callable[[F], F]:
+    """`observed` for a coroutine method."""
+
+    def wrap(method: F) -> F:
+        @functools.wraps(method)
+        async def call(self: Observed, *args: Any, **kwargs: Any) -> Any:
+            observer = self.observer
+            if observer is None:
+                return await method(self, *args, **kwargs)
+            started = time.perf_counter()
+            try:
+                result = await method(self, *args, **kwargs)
+            except InterlockError as refusal:
+                _refused(observer, operation, refusal, started)
+                raise
+            _ended(observer, operation, outcome(result, args, kwargs), started)
+            return result
+
+        return call  # type: ignore[return-value]
+
+    return wrap
+
+
+def _refused(observer: Observer, operation: str, refusal: InterlockError, started: float) -> None:
+    _tell(observer, Observation(operation, "refused", (refusal.code,), time.perf_counter() - started))
+
+
+def _ended(observer: Observer, operation: str, ended: tuple[str, tuple[str, ...], tuple[str, ...]],
+           started: float) -> None:
+    outcome, codes, flags = ended
+    _tell(observer, Observation(operation, outcome, codes, time.perf_counter() - started, flags))
 
 
 def approve_outcome(

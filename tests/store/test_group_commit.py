@@ -105,13 +105,13 @@ def test_a_write_that_waits_past_the_timeout_is_refused_and_never_runs(tmp_path:
 def test_many_threads_write_in_fewer_transactions_than_writes(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "interlock.db")
     commits: list[int] = []
-    original = store._writer._transaction
+    original = store._writer._write_batch
 
-    def counted(db: sqlite3.Connection, batch: list[Any]) -> None:
+    def counted(db: sqlite3.Connection, batch: list[Any]) -> bool:
         commits.append(len(batch))
-        original(db, batch)
+        return original(db, batch)
 
-    store._writer._transaction = counted  # type: ignore[method-assign]
+    store._writer._write_batch = counted  # type: ignore[method-assign]
     leader = Blocked(store)
     threads = [_in_thread(lambda n=n: store._writer.run(_insert(f"r{n:02d}")))[0] for n in range(20)]
     _wait_queued(store, 20)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import itertools
 import json
@@ -125,6 +126,25 @@ def test_a_created_grant_reads_back_with_its_request(any_store: Store) -> None:
 
     assert stored == grant("grt-1", "req-1", request.digest())
     assert stored.consumed_at is None and stored.result is None
+
+
+def test_a_request_created_from_a_coroutine_reads_back_as_one_created_by_a_thread(any_store: Store) -> None:
+    request = action_request()
+    seen: list[tuple[int, float]] = []
+
+    def decide(history: History) -> NewRequest:
+        seen.append((history.count("payments.transfer", DAY_SECONDS), history.sum("payments.transfer", "amount",
+                                                                                   DAY_SECONDS)))
+        return NewRequest("allowed", decision("allow"), None, [event("request.submitted", "req-2", T0)],
+                          grant("grt-2", "req-2", request.digest()))
+
+    create(any_store, "req-1", request, with_grant="grt-1")
+    new = asyncio.run(any_store.create_request_async("req-2", request, request.digest(), T0 + HOUR, decide))
+
+    assert new.grant == grant("grt-2", "req-2", request.digest())
+    assert seen == [(1, 100.0)]  # its decision saw the history, as a thread's would
+    assert any_store.get_request("req-2").grant == grant("grt-2", "req-2", request.digest())
+    assert audit_kinds(any_store) == ["request.submitted", "request.submitted"]
 
 
 def test_an_unknown_request_is_not_found(any_store: Store) -> None:

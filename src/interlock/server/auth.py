@@ -64,7 +64,17 @@ class Bearer:
         """The caller, refused with `auth.forbidden` unless it holds one of the roles. Reads the store: call it
         on a worker thread, in the same hop as the work it authorizes where there is one (a hop costs more
         than the read)."""
-        identity = authenticate(self.request, self.token)
+        return self._allowed(authenticate(self.request, self.token))
+
+    async def identity_async(self) -> Identity:
+        """`identity()` on the event loop: a registry lookup the store can do there (a local file) runs on the
+        loop's thread; an OpenID provider's token and a remote store's lookup run on a worker thread."""
+        oidc: OidcBearer | None = self.request.app.state.oidc
+        if oidc is not None and self.token and not self.token.startswith(TOKEN_PREFIX):
+            return self._allowed(await run_in_threadpool(oidc.authenticate, self.token))
+        return self._allowed(await credentials_of(self.request).authenticate_async(self.token))
+
+    def _allowed(self, identity: Identity) -> Identity:
         if identity.role not in self.roles:
             needed = " or ".join(self.roles)
             raise AuthError("auth.forbidden", f"a {identity.role} credential cannot do this; it needs {needed}")

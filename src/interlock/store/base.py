@@ -180,6 +180,17 @@ class Store(Protocol):
         """Insert a request with what `decide` (given the requester's history) returns, and its audit."""
         ...
 
+    async def create_request_async(
+        self,
+        request_id: str,
+        request: ActionRequest,
+        digest: str,
+        created_at: datetime.datetime,
+        decide: Callable[[History], NewRequest],
+    ) -> NewRequest:
+        """`create_request` for a coroutine; `decide` may run on the event loop's thread."""
+        ...
+
     def update_request(self, request_id: str, change: Callable[[RequestRecord], RequestChange]) -> RequestChange:
         """Apply `change(current record)` to a request: new status, approval, grant and audit, atomically."""
         ...
@@ -265,6 +276,10 @@ class Store(Protocol):
 
     def find_credential(self, token_sha256: str) -> CredentialRecord | None:
         """The credential whose token hashes to `token_sha256`, revoked or not; None if there is none."""
+        ...
+
+    async def find_credential_async(self, token_sha256: str) -> CredentialRecord | None:
+        """`find_credential` for a coroutine (a local read may run on the loop's thread; a remote one may not)."""
         ...
 
     def list_credentials(self, role: Role | None = None) -> list[CredentialRecord]:

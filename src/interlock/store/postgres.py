@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
 
+import anyio.to_thread
 import psycopg
 import psycopg_pool
 from psycopg.conninfo import conninfo_to_dict
@@ -243,6 +244,18 @@ class PostgresStore:
             postgres_audit.append(conn, new.events)
             return new
 
+    async def create_request_async(
+        self,
+        request_id: str,
+        request: ActionRequest,
+        digest: str,
+        created_at: datetime.datetime,
+        decide: Callable[[History], NewRequest],
+    ) -> NewRequest:
+        # Each statement is a network round trip: the whole transaction runs on a worker thread.
+        return await anyio.to_thread.run_sync(
+            lambda: self.create_request(request_id, request, digest, created_at, decide))
+
     def update_request(self, request_id: str, change: Callable[[RequestRecord], RequestChange]) -> RequestChange:
         with self._transaction() as conn:
             # The row lock makes concurrent approvals of one request take turns: each sees the one before.
@@ -423,6 +436,9 @@ class PostgresStore:
     def find_credential(self, token_sha256: str) -> CredentialRecord | None:
         rows = self._query(_SELECT_CREDENTIALS + " WHERE token_sha256 = %s", (token_sha256,))
         return credential_from_row(rows[0]) if rows else None
+
+    async def find_credential_async(self, token_sha256: str) -> CredentialRecord | None:
+        return await anyio.to_thread.run_sync(self.find_credential, token_sha256)
 
     def list_credentials(self, role: Role | None = None) -> list[CredentialRecord]:
         rows = self._query(_SELECT_CREDENTIALS + " WHERE %s::text IS NULL OR role = %s"

@@ -46,19 +46,16 @@ _WAIT = "long-poll: return as soon as the state changes, or after this many seco
 async def submit(request: Request, credential: Annotated[Bearer, Depends(bearer("principal"))]) -> JSONResponse:
     """Submit an action request as the calling principal; the registry supplies its kind and attributes."""
     body = await read_body(request)
-
-    def submit_as_caller() -> RequestState:  # authenticated and decided in one worker-thread hop
-        principal = credential.identity()
-        document = body.object()
-        claimed = document.pop("principal", None)
-        if claimed is not None:
-            _check_claim(from_value(ClaimedPrincipal, claimed), principal)
-        document["principal"] = principal.principal()
-        # The requester's declared channel: how the request reached it (e.g. `chat`); `api` if it says nothing.
-        document.setdefault("channel", API_CHANNEL)
-        return gate_of(request).submit(document)
-
-    state = await run_in_threadpool(submit_as_caller)
+    # On the event loop's thread, all of it but the commit (see GroupCommitWriter.run_async).
+    principal = await credential.identity_async()
+    document = body.object()
+    claimed = document.pop("principal", None)
+    if claimed is not None:
+        _check_claim(from_value(ClaimedPrincipal, claimed), principal)
+    document["principal"] = principal.principal()
+    # The requester's declared channel: how the request reached it (e.g. `chat`); `api` if it says nothing.
+    document.setdefault("channel", API_CHANNEL)
+    state = await gate_of(request).submit_async(document)
     return JSONResponse(state.to_json(), status_code=201)
 
 
