@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio.to_thread
+
 from interlock.audit.log import Verification
 from interlock.core import approval as approval_rules
 from interlock.core import binding
@@ -18,7 +20,7 @@ from interlock.core.approval import AUTH_METHODS, Approval, ApproverAuth, Verdic
 from interlock.core.conditions import History
 from interlock.core.decision import Decision, decide
 from interlock.core.errors import ApprovalError, GrantError, InterlockError, PolicyError, RequestError
-from interlock.core.grant import DEFAULT_TTL_SECONDS, build_claims, check_claims
+from interlock.core.grant import DEFAULT_TTL_SECONDS, GrantDetails, build_claims, check_claims
 from interlock.core.policy import ApprovalRequirement, Policy
 from interlock.grant_tokens import GrantTokens
 from interlock.keys import KeyRing
@@ -332,33 +334,63 @@ class Gate:
         self, grant: str, executor: str, action: ActionSpec | dict[str, Any] | bytes | str
     ) -> Consumption:
         """Verify a grant against exactly what the executor is about to run, and mark it used once."""
-        spec = action if isinstance(action, ActionSpec) else parse_action(action)
-        now = self.clock()
-        jti = None
+        attempt = self._consume_attempt(executor, action)
         try:
-            claims = self._grant_tokens.verify(grant)
-            jti = claims.get("jti") if isinstance(claims.get("jti"), str) else None
-            details = check_claims(
-                claims, executor=executor, digest=spec.digest(), now=int(now.timestamp()), leeway=self.nbf_leeway
-            )
-            policy = self.policy
-
-            def recheck(record: GrantRecord, load: LoadRequest) -> list[AuditEvent]:
-                if record.digest != details.digest or record.request_id != details.request_id:
-                    raise GrantError("grant.digest_mismatch", "grant does not match the request it names")
-                if record.policy_version != policy.version:
-                    # INVARIANT 7: a grant issued under another policy version is re-decided under this one.
-                    self._recheck_policy(policy, record, *load(), now)
-                return [self._event("grant.consumed", record.request_id, now, jti=details.jti, executor=executor,
-                                    digest=details.digest, policy_version=policy.version)]
-
-            self.store.consume_grant(details.jti, recheck, now)
+            self.store.consume_grant(*self._checked(attempt, grant))
         except GrantError as refusal:
-            self._audit_refusal("grant.refused", None, now, refusal, jti=jti, executor=executor,
-                                action=spec.action, digest=spec.digest())
+            self._refused(attempt, refusal)
             raise
+        return self._consumed(attempt)
+
+    @observed_async("consume", lambda *_: ("consumed", (), ()))
+    async def consume_async(
+        self, grant: str, executor: str, action: ActionSpec | dict[str, Any] | bytes | str
+    ) -> Consumption:
+        """`consume` on an event loop: the checks run on the loop's thread, only the commit on another."""
+        attempt = self._consume_attempt(executor, action)
+        try:
+            await self.store.consume_grant_async(*self._checked(attempt, grant))
+        except GrantError as refusal:
+            await anyio.to_thread.run_sync(self._refused, attempt, refusal)
+            raise
+        return self._consumed(attempt)
+
+    def _consume_attempt(self, executor: str, action: ActionSpec | dict[str, Any] | bytes | str) -> _Consume:
+        spec = action if isinstance(action, ActionSpec) else parse_action(action)
+        return _Consume(executor, spec, self.clock())
+
+    def _checked(
+        self, attempt: _Consume, grant: str
+    ) -> tuple[str, Callable[[GrantRecord, LoadRequest], list[AuditEvent]], datetime.datetime]:
+        """The grant's signature and claims checked (`grant.*` refusals), and what the store checks and records."""
+        claims = self._grant_tokens.verify(grant)
+        attempt.jti = claims.get("jti") if isinstance(claims.get("jti"), str) else None
+        details = attempt.details = check_claims(
+            claims, executor=attempt.executor, digest=attempt.spec.digest(), now=int(attempt.now.timestamp()),
+            leeway=self.nbf_leeway,
+        )
+        policy, now = self.policy, attempt.now
+
+        def recheck(record: GrantRecord, load: LoadRequest) -> list[AuditEvent]:
+            if record.digest != details.digest or record.request_id != details.request_id:
+                raise GrantError("grant.digest_mismatch", "grant does not match the request it names")
+            if record.policy_version != policy.version:
+                # INVARIANT 7: a grant issued under another policy version is re-decided under this one.
+                self._recheck_policy(policy, record, *load(), now)
+            return [self._event("grant.consumed", record.request_id, now, jti=details.jti, executor=attempt.executor,
+                                digest=details.digest, policy_version=policy.version)]
+
+        return details.jti, recheck, now
+
+    def _refused(self, attempt: _Consume, refusal: GrantError) -> None:
+        self._audit_refusal("grant.refused", None, attempt.now, refusal, jti=attempt.jti, executor=attempt.executor,
+                            action=attempt.spec.action, digest=attempt.spec.digest())
+
+    def _consumed(self, attempt: _Consume) -> Consumption:
+        details = attempt.details
+        assert details is not None  # set by _checked before the store was asked
         self.notifier.changed(details.request_id)
-        return Consumption(details.jti, details.request_id, executor, spec.action, details.digest)
+        return Consumption(details.jti, details.request_id, attempt.executor, attempt.spec.action, details.digest)
 
     def report(self, jti: str, succeeded: bool, detail: str = "", *, executor: str | None = None) -> GrantRecord:
         """Record the execution result of a consumed grant (only by `executor`, when it is given)."""
@@ -503,6 +535,17 @@ class Gate:
         except InterlockError as error:
             # The refusal stands whether or not it could be written down; say that it was not.
             _log.error("could not audit a %s (%s): %s", kind, refusal.code, error.message)
+
+
+@dataclass
+class _Consume:
+    """One consume: who is about to run what, when; the grant's id and checked claims once they are known."""
+
+    executor: str
+    spec: ActionSpec
+    now: datetime.datetime
+    jti: str | None = None
+    details: GrantDetails | None = None
 
 
 @dataclass(frozen=True)

@@ -278,6 +278,29 @@ def test_a_grant_is_consumed_exactly_once(any_store: Store) -> None:
     assert audit_kinds(any_store).count("grant.consumed") == 1
 
 
+def test_a_grant_consumed_from_a_coroutine_is_consumed_once_as_from_a_thread(any_store: Store) -> None:
+    create(any_store, "req-1", with_grant="grt-1")
+    later = T0 + datetime.timedelta(seconds=30)
+
+    def refuse(grant_record: GrantRecord, load: LoadRequest) -> list[AuditEvent]:
+        raise GrantError("grant.policy_changed", "refused inside the transaction")
+
+    async def consume_twice_after_a_refusal() -> list[Any]:
+        refused = await asyncio.gather(any_store.consume_grant_async("grt-1", refuse, later), return_exceptions=True)
+        consumed = await any_store.consume_grant_async("grt-1", _consumed_event, later)
+        again = await asyncio.gather(any_store.consume_grant_async("grt-1", _consumed_event, later),
+                                     return_exceptions=True)
+        return [*refused, consumed, *again]
+
+    refused, consumed, again = asyncio.run(consume_twice_after_a_refusal())
+
+    assert isinstance(refused, GrantError) and refused.code == "grant.policy_changed"
+    assert consumed.consumed_at == later
+    assert isinstance(again, GrantError) and again.code == "grant.already_used"
+    assert any_store.get_request("req-1").grant.consumed_at == later
+    assert audit_kinds(any_store).count("grant.consumed") == 1
+
+
 def test_consuming_a_grant_that_was_never_issued_is_refused(any_store: Store) -> None:
     with pytest.raises(GrantError) as refused:
         any_store.consume_grant("grt-never", _consumed_event, T0)

@@ -208,6 +208,15 @@ class Store(Protocol):
         """
         ...
 
+    async def consume_grant_async(
+        self,
+        jti: str,
+        check: Callable[[GrantRecord, LoadRequest], list[AuditEvent]],
+        consumed_at: datetime.datetime,
+    ) -> GrantRecord:
+        """`consume_grant` for a coroutine; `check` may run on the event loop's thread."""
+        ...
+
     def record_result(
         self, jti: str, result: ExecutionResult, detail: str, event: AuditEvent, executor: str | None = None
     ) -> GrantRecord:

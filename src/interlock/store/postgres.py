@@ -318,6 +318,14 @@ class PostgresStore:
             postgres_audit.append(conn, events)
             return dataclasses.replace(grant, consumed_at=consumed_at)
 
+    async def consume_grant_async(
+        self,
+        jti: str,
+        check: Callable[[GrantRecord, LoadRequest], list[AuditEvent]],
+        consumed_at: datetime.datetime,
+    ) -> GrantRecord:
+        return await anyio.to_thread.run_sync(lambda: self.consume_grant(jti, check, consumed_at))
+
     def record_result(
         self, jti: str, result: str, detail: str, event: AuditEvent, executor: str | None = None
     ) -> GrantRecord:

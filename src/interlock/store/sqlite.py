@@ -263,6 +263,22 @@ class SqliteStore:
         check: Callable[[GrantRecord, LoadRequest], list[AuditEvent]],
         consumed_at: datetime.datetime,
     ) -> GrantRecord:
+        return self._writer.run(self._consume_grant(jti, check, consumed_at))
+
+    async def consume_grant_async(
+        self,
+        jti: str,
+        check: Callable[[GrantRecord, LoadRequest], list[AuditEvent]],
+        consumed_at: datetime.datetime,
+    ) -> GrantRecord:
+        return await self._writer.run_async(self._consume_grant(jti, check, consumed_at))
+
+    def _consume_grant(
+        self,
+        jti: str,
+        check: Callable[[GrantRecord, LoadRequest], list[AuditEvent]],
+        consumed_at: datetime.datetime,
+    ) -> Callable[[sqlite3.Connection], GrantRecord]:
         def work(db: sqlite3.Connection) -> GrantRecord:
             grant = self._grant(db, jti)
             if grant is None:
@@ -285,7 +301,7 @@ class SqliteStore:
             self._append(db, events)
             return dataclasses.replace(grant, consumed_at=consumed_at)
 
-        return self._writer.run(work)
+        return work
 
     def record_result(
         self, jti: str, result: str, detail: str, event: AuditEvent, executor: str | None = None

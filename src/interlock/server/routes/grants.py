@@ -9,7 +9,6 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from interlock.core.errors import AuthError
-from interlock.results import Consumption
 from interlock.server.auth import Bearer, bearer, gate_of
 from interlock.server.bodies import read_body
 from interlock.server.schemas import (
@@ -29,17 +28,14 @@ router = APIRouter(prefix="/v1/grants", tags=["grants"])
 async def consume(request: Request, credential: Annotated[Bearer, Depends(bearer("principal"))]) -> JSONResponse:
     """Consume a grant once, as the executor (the caller) about to run exactly this action."""
     body = await read_body(request)
-
-    def consume_as_caller() -> Consumption:  # authenticated and consumed in one worker-thread hop
-        executor = credential.identity()
-        consume = body.model(ConsumeBody)
-        if consume.executor is not None and consume.executor != executor.subject_id:
-            raise AuthError("auth.principal_mismatch",
-                            f"the body names executor `{consume.executor}`, but the caller is `{executor.subject_id}`")
-        action = {"action": consume.action, "resource": consume.resource, "params": consume.params}
-        return gate_of(request).consume(consume.grant, executor.subject_id, action)
-
-    consumed = await run_in_threadpool(consume_as_caller)
+    # On the event loop's thread, all of it but the commit (see GroupCommitWriter.run_async).
+    executor = await credential.identity_async()
+    consume = body.model(ConsumeBody)
+    if consume.executor is not None and consume.executor != executor.subject_id:
+        raise AuthError("auth.principal_mismatch",
+                        f"the body names executor `{consume.executor}`, but the caller is `{executor.subject_id}`")
+    action = {"action": consume.action, "resource": consume.resource, "params": consume.params}
+    consumed = await gate_of(request).consume_async(consume.grant, executor.subject_id, action)
     return JSONResponse({"consumed": True, "jti": consumed.jti, "request_id": consumed.request_id,
                          "executor": consumed.executor, "action": consumed.action, "digest": consumed.digest})
 
