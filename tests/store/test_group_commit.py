@@ -107,9 +107,9 @@ def test_many_threads_write_in_fewer_transactions_than_writes(tmp_path: Path) ->
     commits: list[int] = []
     original = store._writer._write_batch
 
-    def counted(db: sqlite3.Connection, batch: list[Any]) -> bool:
+    def counted(db: sqlite3.Connection, batch: list[Any], *, begun: bool = False) -> bool:
         commits.append(len(batch))
-        return original(db, batch)
+        return original(db, batch, begun=begun)
 
     store._writer._write_batch = counted  # type: ignore[method-assign]
     leader = Blocked(store)

@@ -43,9 +43,9 @@ def test_writes_share_commits_and_a_failing_one_rolls_back_alone(store: SqliteSt
     batches: list[int] = []
     original = store._writer._write_batch
 
-    def counted(db: sqlite3.Connection, batch: list[Any]) -> bool:
+    def counted(db: sqlite3.Connection, batch: list[Any], *, begun: bool = False) -> bool:
         batches.append(len(batch))
-        return original(db, batch)
+        return original(db, batch, begun=begun)
 
     monkeypatch.setattr(store._writer, "_write_batch", counted)
 
@@ -148,9 +148,10 @@ def test_a_loop_that_stops_mid_commit_releases_nothing_before_the_commit_ends(
     monkeypatch.setattr(sqlite_writer, "_commit_or_roll_back", slow)
 
     async def leave_mid_commit() -> None:
-        asyncio.ensure_future(store._writer.run_async(_insert("committed")))
+        pending = asyncio.ensure_future(store._writer.run_async(_insert("committed")))
         while not committing.is_set():
             await asyncio.sleep(0.01)
+        assert not pending.done()  # its commit is on the committer thread now
         # returning here makes asyncio.run cancel the batch's task while its commit runs
 
     asyncio.run(leave_mid_commit())
@@ -185,3 +186,28 @@ def test_when_both_sides_wait_a_threads_batch_and_the_loops_take_turns(store: Sq
     leader.thread.join(10)
     assert order == ["loop", "thread"]
     assert _rows(store) == ["held", "loop", "thread"]
+
+
+def test_another_program_holding_sqlites_write_lock_delays_the_loop_without_stopping_it(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "interlock.db", busy_timeout_ms=2000)
+    other = sqlite3.connect(store.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another program writing: it knows nothing of Interlock's file lock
+    ticks = 0
+
+    async def write_while_locked() -> str:
+        nonlocal ticks
+        pending = asyncio.ensure_future(store._writer.run_async(_insert("written")))
+        for _ in range(20):  # the loop keeps running other work while the write waits
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not pending.done()
+        other.execute("ROLLBACK")
+        return await pending
+
+    try:
+        assert asyncio.run(write_while_locked()) == "written"
+    finally:
+        other.close()
+    assert ticks == 20
+    assert _rows(store) == ["written"]
+    store.close()

@@ -136,13 +136,8 @@ class GroupCommitWriter:
                     await self._commit_async(batch, deadline)
                 finally:
                     self._release(async_next=False)
-            for write, done in queued:
-                if done.cancelled():
-                    continue
-                if write.error is not None:
-                    done.set_exception(write.error)
-                else:
-                    done.set_result(write.result)
+            finally:
+                _answer(queued)  # whatever happened, no caller is left waiting
 
     async def _lead_when_free(self, deadline: float) -> None:
         """Take leadership without blocking the loop: at once if free, else when a thread releases it."""
@@ -170,12 +165,14 @@ class GroupCommitWriter:
 
     async def _commit_async(self, batch: list[_Write[Any]], deadline: float) -> None:
         failed: StoreError | None = None
+        cancelled = False
         try:
             await self._file_lock_async(deadline)
             try:
                 with self._connection() as db:
-                    if self._write_batch(db, batch):
-                        await self._commit_on_committer(db)
+                    await _begin_without_waiting(db, deadline)
+                    if self._write_batch(db, batch, begun=True):
+                        cancelled = await self._commit_on_committer(db)
             finally:
                 self._file_unlock()
         except StoreError as error:
@@ -186,8 +183,11 @@ class GroupCommitWriter:
             if failed is not None and write.error is None:
                 write.result, write.error = None, failed
             write.done = True
+        if cancelled:
+            raise asyncio.CancelledError
 
-    async def _commit_on_committer(self, db: sqlite3.Connection) -> None:
+    async def _commit_on_committer(self, db: sqlite3.Connection) -> bool:
+        """Commit on the committer thread; True if the loop was cancelled meanwhile (the commit still ended)."""
         if self._committer is None:
             self._committer = ThreadPoolExecutor(1, thread_name_prefix="interlock-commit")
         commit = self._committer.submit(_commit_or_roll_back, db)
@@ -195,9 +195,11 @@ class GroupCommitWriter:
             await asyncio.shield(asyncio.wrap_future(commit))
         except asyncio.CancelledError:
             # The loop is going away mid-commit: the connection, the lock and leadership are released only once
-            # the commit has finished, whatever its outcome, so nothing else ever overlaps it.
+            # the commit has finished, and each caller hears how it ended.
             concurrent.futures.wait([commit])
-            raise
+            commit.result()  # its error, if it failed, is the batch's
+            return True
+        return False
 
     async def _file_lock_async(self, deadline: float) -> None:
         fd = self._lock_file()
@@ -223,12 +225,13 @@ class GroupCommitWriter:
             write.done = True
 
     @staticmethod
-    def _write_batch(db: sqlite3.Connection, batch: list[_Write[Any]]) -> bool:
-        """BEGIN IMMEDIATE and run the batch; True when a transaction is left open to commit."""
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError("store.unavailable", f"SQLite store is unavailable: {exc}") from None
+    def _write_batch(db: sqlite3.Connection, batch: list[_Write[Any]], *, begun: bool = False) -> bool:
+        """BEGIN IMMEDIATE (unless `begun`) and run the batch; True when a transaction is left open to commit."""
+        if not begun:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError("store.unavailable", f"SQLite store is unavailable: {exc}") from None
         try:
             # A write alone needs no savepoint: if it fails, the whole transaction is its own to roll back.
             alone = len(batch) == 1
@@ -299,6 +302,38 @@ def _lock_pauses() -> Iterator[float]:
     while True:
         yield pause
         pause = min(pause * 2, 0.002)
+
+
+def _answer(queued: list[tuple[_Write[Any], asyncio.Future[Any]]]) -> None:
+    """Give each waiting caller its write's result or error; a write that never finished is unavailable."""
+    for write, done in queued:
+        if done.done():
+            continue
+        if write.error is not None:
+            done.set_exception(write.error)
+        elif write.done:
+            done.set_result(write.result)
+        else:
+            done.set_exception(StoreError("store.unavailable", "SQLite store failed before this write was committed"))
+
+
+async def _begin_without_waiting(db: sqlite3.Connection, deadline: float) -> None:
+    """BEGIN IMMEDIATE without SQLite's busy handler, which would stop the event loop: while another program
+    holds the database's write lock (every Interlock writer takes the file lock first, so only another
+    program can), retry after a pause, until `deadline`."""
+    (busy_ms,) = db.execute("PRAGMA busy_timeout").fetchone()
+    db.execute("PRAGMA busy_timeout = 0")
+    try:
+        for pause in _lock_pauses():
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise StoreError("store.unavailable", f"SQLite store is unavailable: {exc}") from None
+            await asyncio.sleep(pause)
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {int(busy_ms):d}")
 
 
 def _commit_or_roll_back(db: sqlite3.Connection) -> None:
