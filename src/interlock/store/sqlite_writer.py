@@ -119,7 +119,7 @@ class GroupCommitWriter:
         self._async_queue.append((write, done))
         if self._async_leader is None or self._async_leader.done():
             self._async_leader = loop.create_task(self._lead_async())
-        return await asyncio.shield(done)  # a caller that gives up does not take its write out of a batch
+        return await done  # a caller that gives up leaves its write in the batch, which commits it all the same
 
     async def _lead_async(self) -> None:
         while self._async_queue:
@@ -170,7 +170,7 @@ class GroupCommitWriter:
             await self._file_lock_async(deadline)
             try:
                 with self._connection() as db:
-                    await _begin_without_waiting(db, deadline)
+                    await _begin_without_waiting(db, deadline, busy_ms=round(self._timeout_s * 1000))
                     if self._write_batch(db, batch, begun=True):
                         cancelled = await self._commit_on_committer(db)
             finally:
@@ -317,11 +317,11 @@ def _answer(queued: list[tuple[_Write[Any], asyncio.Future[Any]]]) -> None:
             done.set_exception(StoreError("store.unavailable", "SQLite store failed before this write was committed"))
 
 
-async def _begin_without_waiting(db: sqlite3.Connection, deadline: float) -> None:
+async def _begin_without_waiting(db: sqlite3.Connection, deadline: float, *, busy_ms: int) -> None:
     """BEGIN IMMEDIATE without SQLite's busy handler, which would stop the event loop: while another program
     holds the database's write lock (every Interlock writer takes the file lock first, so only another
-    program can), retry after a pause, until `deadline`."""
-    (busy_ms,) = db.execute("PRAGMA busy_timeout").fetchone()
+    program can), retry after a pause, until `deadline`. The connection's own busy timeout, `busy_ms`, is
+    restored after."""
     db.execute("PRAGMA busy_timeout = 0")
     try:
         for pause in _lock_pauses():
@@ -333,7 +333,7 @@ async def _begin_without_waiting(db: sqlite3.Connection, deadline: float) -> Non
                     raise StoreError("store.unavailable", f"SQLite store is unavailable: {exc}") from None
             await asyncio.sleep(pause)
     finally:
-        db.execute(f"PRAGMA busy_timeout = {int(busy_ms):d}")
+        db.execute(f"PRAGMA busy_timeout = {busy_ms:d}")
 
 
 def _commit_or_roll_back(db: sqlite3.Connection) -> None:
