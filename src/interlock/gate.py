@@ -26,7 +26,7 @@ from interlock.grant_tokens import GrantTokens
 from interlock.keys import KeyRing
 from interlock.ledger import Ledger
 from interlock.notify import Notifier
-from interlock.observe import Observer, approve_outcome, observed, observed_async
+from interlock.observe import Observer, approve_outcome, observed
 from interlock.results import OUTCOME_STATUS, Consumption, RequestReview, RequestState
 from interlock.store.base import (
     AuditEvent,
@@ -95,7 +95,7 @@ class Gate:
         submission = self._submission(document)
         return self._submitted(submission, self.store.create_request(*submission.store_args))
 
-    @observed_async("submit", _submit_outcome)
+    @observed("submit", _submit_outcome)
     async def submit_async(self, document: ActionRequest | dict[str, Any] | bytes | str) -> RequestState:
         """`submit` on an event loop: the decision runs on the loop's thread, only the commit on another."""
         submission = self._submission(document)
@@ -342,7 +342,7 @@ class Gate:
             raise
         return self._consumed(attempt)
 
-    @observed_async("consume", lambda *_: ("consumed", (), ()))
+    @observed("consume", lambda *_: ("consumed", (), ()))
     async def consume_async(
         self, grant: str, executor: str, action: ActionSpec | dict[str, Any] | bytes | str
     ) -> Consumption:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -39,9 +40,27 @@ Outcome = Callable[[Any, tuple[Any, ...], dict[str, Any]], tuple[str, tuple[str,
 
 
 def observed(operation: str, outcome: Outcome) -> Callable[[F], F]:
-    """Report each call of a gate operation to the gate's `observer`, if it has one; never changes the result."""
+    """Report each call of a gate operation (a method or a coroutine method) to the gate's `observer`, if it
+    has one; never changes the result."""
 
     def wrap(method: F) -> F:
+        if inspect.iscoroutinefunction(method):
+            @functools.wraps(method)
+            async def call_async(self: Observed, *args: Any, **kwargs: Any) -> Any:
+                observer = self.observer
+                if observer is None:
+                    return await method(self, *args, **kwargs)
+                started = time.perf_counter()
+                try:
+                    result = await method(self, *args, **kwargs)
+                except InterlockError as refusal:
+                    _refused(observer, operation, refusal, started)
+                    raise
+                _ended(observer, operation, outcome(result, args, kwargs), started)
+                return result
+
+            return call_async  # type: ignore[return-value]
+
         @functools.wraps(method)
         def call(self: Observed, *args: Any, **kwargs: Any) -> Any:
             observer = self.observer
@@ -50,29 +69,6 @@ def observed(operation: str, outcome: Outcome) -> Callable[[F], F]:
             started = time.perf_counter()
             try:
                 result = method(self, *args, **kwargs)
-            except InterlockError as refusal:
-                _refused(observer, operation, refusal, started)
-                raise
-            _ended(observer, operation, outcome(result, args, kwargs), started)
-            return result
-
-        return call  # type: ignore[return-value]
-
-    return wrap
-
-
-def observed_async(operation: str, outcome: Outcome) -> Callable[[F], F]:
-    """`observed` for a coroutine method."""
-
-    def wrap(method: F) -> F:
-        @functools.wraps(method)
-        async def call(self: Observed, *args: Any, **kwargs: Any) -> Any:
-            observer = self.observer
-            if observer is None:
-                return await method(self, *args, **kwargs)
-            started = time.perf_counter()
-            try:
-                result = await method(self, *args, **kwargs)
             except InterlockError as refusal:
                 _refused(observer, operation, refusal, started)
                 raise
