@@ -46,10 +46,16 @@ def bearer_token(request: Request) -> str | None:
 def authenticate(request: Request, token: str | None) -> Identity:
     """The identity of a bearer token: a registered credential (`ilk_...`), else, when the server accepts them,
     a JWT of the configured OpenID provider (always a principal)."""
-    oidc: OidcBearer | None = request.app.state.oidc
-    if oidc is not None and token and not token.startswith(TOKEN_PREFIX):
-        return oidc.authenticate(token)
+    oidc = _provider_of(request, token)
+    if oidc is not None:
+        return oidc.authenticate(token or "")
     return credentials_of(request).authenticate(token)
+
+
+def _provider_of(request: Request, token: str | None) -> OidcBearer | None:
+    """The OpenID provider that authenticates `token`, or None when the credential registry does."""
+    oidc: OidcBearer | None = request.app.state.oidc
+    return oidc if oidc is not None and token and not token.startswith(TOKEN_PREFIX) else None
 
 
 @dataclass(frozen=True)
@@ -69,9 +75,9 @@ class Bearer:
     async def identity_async(self) -> Identity:
         """`identity()` on the event loop: a registry lookup the store can do there (a local file) runs on the
         loop's thread; an OpenID provider's token and a remote store's lookup run on a worker thread."""
-        oidc: OidcBearer | None = self.request.app.state.oidc
-        if oidc is not None and self.token and not self.token.startswith(TOKEN_PREFIX):
-            return self._allowed(await run_in_threadpool(oidc.authenticate, self.token))
+        oidc = _provider_of(self.request, self.token)
+        if oidc is not None:
+            return self._allowed(await run_in_threadpool(oidc.authenticate, self.token or ""))
         return self._allowed(await credentials_of(self.request).authenticate_async(self.token))
 
     def _allowed(self, identity: Identity) -> Identity:
