@@ -20,7 +20,8 @@ from interlock.core.action import action_digest
 from interlock.core.errors import GrantError, InterlockError
 from interlock.results import Consumption, RequestState
 
-__all__ = ["Call", "CallGate", "Executed", "GateLike", "Ruling", "RulingKind", "Waiting", "ended_code", "waiting"]
+__all__ = ["Call", "CallGate", "Executed", "GateLike", "Ruling", "RulingKind", "Waiting", "ended_code", "report_result",
+           "waiting"]
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -186,11 +187,7 @@ class CallGate:
 
     def report(self, consumed: Consumption, succeeded: bool, detail: str = "") -> None:
         """Record the result of a consumed grant; a report that fails is logged, never raised."""
-        try:
-            self.executor.report(consumed.jti, succeeded, detail[:MAX_DETAIL], executor=consumed.executor)
-        except InterlockError as error:
-            # The call ran (or may have): a lost report must not turn its outcome into an error. Say so loudly.
-            _log.error("could not report the result of grant %s: %s (%s)", consumed.jti, error.message, error.code)
+        report_result(self.executor, consumed, succeeded, detail)
 
     def forget(self, call: Call) -> None:
         with self._mutex:
@@ -233,6 +230,15 @@ class CallGate:
                 raise
             await anyio.to_thread.run_sync(self.report, consumed, True)
             return Executed(value, consumed)
+
+
+def report_result(executor: GateLike, consumed: Consumption, succeeded: bool, detail: str = "") -> None:
+    """Record the result of a consumed grant with the gate that consumed it; a report that fails is logged,
+    never raised: the call ran (or may have), and a lost report must not turn its outcome into an error."""
+    try:
+        executor.report(consumed.jti, succeeded, detail[:MAX_DETAIL], executor=consumed.executor)
+    except InterlockError as error:
+        _log.error("could not report the result of grant %s: %s (%s)", consumed.jti, error.message, error.code)
 
 
 # The reason code of a request that a repeated call found ended: it did not run, and will not.

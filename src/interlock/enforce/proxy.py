@@ -10,6 +10,7 @@ the grant was checked against: the body is read (bounded) before anything is dec
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import logging
 import re
@@ -27,7 +28,7 @@ from yarl import URL
 
 from interlock.core import strict_json
 from interlock.core.errors import GrantError, InterlockError, ProxyError, RequestError
-from interlock.enforce.calls import Call, CallGate, GateLike, ended_code, waiting
+from interlock.enforce.calls import Call, CallGate, GateLike, ended_code, report_result, waiting
 from interlock.enforce.execution import EXECUTION_HEADER, ExecutionKey, content_digest
 from interlock.enforce.proxy_config import ProxyConfig, RouteSpec, RouteTable, params_of, resource_of
 from interlock.enforce.reports import GatheredReports
@@ -65,7 +66,8 @@ class EnforcingProxy:
         parts = urlsplit(config.upstream)
         self._origin, self._base_path = f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/")
         self._client: aiohttp.ClientSession | None = None  # made in the event loop, on first use
-        self._reports = GatheredReports(self._record)  # results of forwarded calls, off the calls' path
+        # Results of forwarded calls, recorded off the calls' path.
+        self._reports = GatheredReports(functools.partial(report_result, executor))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -184,7 +186,7 @@ class EnforcingProxy:
             raise ProxyError("proxy.upstream_timeout", _spent("the upstream did not answer in time", consumed),
                              **_ids(consumed)) from None
         except aiohttp.ClientError as exc:
-            await self._report(consumed, False, f"the upstream could not be reached or failed: {exc!r}"[:4096])
+            await self._report(consumed, False, f"the upstream could not be reached or failed: {exc!r}")
             raise ProxyError("proxy.upstream_failed", _spent("the upstream could not be reached or failed", consumed),
                              **_ids(consumed)) from None
         succeeded = answer.status < 400
@@ -200,7 +202,7 @@ class EnforcingProxy:
             try:
                 content = await answer.read()  # a small answer whole: cheaper than streaming it
             except (TimeoutError, aiohttp.ClientError) as exc:
-                await self._report(consumed, False, f"the upstream's answer broke off: {exc!r}"[:4096])
+                await self._report(consumed, False, f"the upstream's answer broke off: {exc!r}")
                 raise ProxyError("proxy.upstream_failed", _spent("the upstream's answer broke off", consumed),
                                  **_ids(consumed)) from None
             finally:
@@ -228,14 +230,7 @@ class EnforcingProxy:
 
     async def _report(self, consumed: Consumption | None, succeeded: bool, detail: str) -> None:
         if consumed is not None:
-            await anyio.to_thread.run_sync(self._record, consumed, succeeded, detail)
-
-    def _record(self, consumed: Consumption, succeeded: bool, detail: str) -> None:
-        try:
-            self.executor.report(consumed.jti, succeeded, detail, executor=self.config.executor)
-        except InterlockError as error:
-            # The call was forwarded: a lost report must not turn its outcome into an error. Say so loudly.
-            _log.error("could not report the result of grant %s: %s (%s)", consumed.jti, error.message, error.code)
+            await anyio.to_thread.run_sync(report_result, self.executor, consumed, succeeded, detail)
 
 
 async def _blocking(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
