@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from interlock.core.action import from_value
 from interlock.core.errors import RequestError
 from interlock.core.policy import _UniqueKeyLoader
 
@@ -27,13 +28,9 @@ def load_model(text: str | bytes, model: type[M], what: str, expected: str) -> M
     if not isinstance(document, dict):
         raise RequestError("input.invalid", f"{what}: {expected}")
     try:
-        return model.model_validate(document)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "$"
-        code = "input.unknown_field" if first["type"] == "extra_forbidden" else "input.invalid"
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise RequestError(code, f"{what}: `{where}`: {message}") from None
+        return from_value(model, document)
+    except RequestError as refused:
+        raise RequestError(refused.code, f"{what}: {refused.message}", **refused.detail) from None
 
 
 def read_bytes(path: Path) -> bytes:

@@ -97,7 +97,8 @@ def from_value(model: type[_M], value: Any) -> _M:
         where = ".".join(str(part) for part in first["loc"]) or "$"
         if first["type"] == "extra_forbidden":
             raise RequestError("input.unknown_field", f"unknown field `{where}`", field=where) from None
-        raise RequestError("input.invalid", f"`{where}`: {first['msg']}", field=where) from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise RequestError("input.invalid", f"`{where}`: {message}", field=where) from None
 
 
 def parse_request(document: bytes | str | dict[str, Any]) -> ActionRequest:
