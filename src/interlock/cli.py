@@ -233,7 +233,6 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
     from interlock.credentials import Credentials
     from interlock.oidc import open_bearer
     from interlock.server import create_app
-    from interlock.store.sqlite import SqliteStore
     from interlock.webhooks import Webhooks
 
     with _refusals():
@@ -252,8 +251,7 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
     checkpointer = Checkpointer(gate.ledger, checkpoint_every)
     if checkpoint_every:
         checkpointer.start()
-    if isinstance(gate.store, SqliteStore):
-        gate.store.checkpoint_in_background()
+    gate.store.start_housekeeping()
     _collect_garbage_less_often()
     try:
         # Plain HTTP on loopback is development: the inbox's cookies cannot be `Secure` there. Anywhere else

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from .test_group_commit import _insert
 def test_the_wal_goes_back_into_the_database_from_the_background_and_commits_only_keep_a_backstop(
         tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "interlock.db")
-    store.checkpoint_in_background()
+    store.start_housekeeping()
     try:
         with store._connection() as db:
             assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == BACKSTOP_PAGES
@@ -28,3 +29,16 @@ def test_the_wal_goes_back_into_the_database_from_the_background_and_commits_onl
             time.sleep(0.05)
     finally:
         store.close()
+
+
+def test_housekeeping_starts_once_and_stops_with_the_store(tmp_path: Path) -> None:
+    def checkpointers() -> int:
+        return sum(t.name == "interlock-wal-checkpoint" for t in threading.enumerate())
+
+    before = checkpointers()
+    store = SqliteStore(tmp_path / "interlock.db")
+    store.start_housekeeping()
+    store.start_housekeeping()
+    assert checkpointers() == before + 1
+    store.close()
+    assert checkpointers() == before

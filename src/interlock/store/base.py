@@ -316,6 +316,11 @@ class Store(Protocol):
         """Drop a session, if there is one."""
         ...
 
+    def start_housekeeping(self) -> None:
+        """For a long-running server: move the store's own upkeep off the request path from now on (SQLite: WAL
+        checkpoints on a thread of their own); stopped by `close()`. Idempotent."""
+        ...
+
     def ping(self) -> None:
         """Return if the store answers a read of its schema; `store.unavailable` otherwise."""
         ...

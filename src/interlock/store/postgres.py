@@ -213,6 +213,9 @@ class PostgresStore:
         finally:
             self._pool.putconn(conn)
 
+    def start_housekeeping(self) -> None:
+        """Nothing to move: the PostgreSQL server keeps its own write-ahead log."""
+
     def close(self) -> None:
         """Close the pool; an operation in progress finishes first."""
         self._pool.close()

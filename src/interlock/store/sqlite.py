@@ -113,8 +113,8 @@ class SqliteStore:
             raise StoreError("store.unavailable", f"cannot open SQLite store: {exc}") from None
         return db
 
-    def checkpoint_in_background(self) -> None:
-        """Checkpoint the WAL from a thread of its own from now on, not in commits (for a server's store)."""
+    def start_housekeeping(self) -> None:
+        """Checkpoint the WAL from a thread of its own from now on, not in commits."""
         with self._lock:
             if self._wal_checkpointer is not None:
                 return
