@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpx
 
 from interlock.audit.log import Verification
@@ -109,6 +110,10 @@ class RemoteGate:
         """Submit a request as the authenticated principal; a `principal` in it must be that principal."""
         return _state(self._call("POST", "/v1/requests", _body_of(document)))
 
+    async def submit_async(self, document: ActionRequest | dict[str, Any] | bytes | str) -> RequestState:
+        """`submit` from async code, in a worker thread."""
+        return await anyio.to_thread.run_sync(self.submit, document)
+
     def status(self, request_id: str) -> RequestState:
         """A request's state now (for its requester, an approver or an admin)."""
         return _state(self._call("GET", f"/v1/requests/{_segment(request_id)}"))
@@ -171,6 +176,12 @@ class RemoteGate:
             return Consumption(body["jti"], body["request_id"], body["executor"], body["action"], body["digest"])
         except (KeyError, TypeError):
             raise _bad_response("a consume response without its fields") from None
+
+    async def consume_async(
+        self, grant: str, executor: str, action: ActionSpec | dict[str, Any] | bytes | str
+    ) -> Consumption:
+        """`consume` from async code, in a worker thread."""
+        return await anyio.to_thread.run_sync(self.consume, grant, executor, action)
 
     def report(self, jti: str, succeeded: bool, detail: str = "", *, executor: str | None = None) -> ReportedResult:
         """Record the execution result of a consumed grant, as its executor (the authenticated principal).

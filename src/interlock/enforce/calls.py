@@ -35,9 +35,13 @@ class GateLike(Protocol):
 
     def submit(self, document: dict[str, Any]) -> RequestState: ...
 
+    async def submit_async(self, document: dict[str, Any]) -> RequestState: ...
+
     def status(self, request_id: str) -> RequestState: ...
 
     def consume(self, grant: str, executor: str, action: dict[str, Any]) -> Consumption: ...
+
+    async def consume_async(self, grant: str, executor: str, action: dict[str, Any]) -> Consumption: ...
 
     def report(self, jti: str, succeeded: bool, detail: str = "", *, executor: str | None = None) -> Any: ...
 
@@ -89,7 +93,9 @@ class CallGate:
     `requester` submits and reads requests (the caller's identity); `executor` consumes grants and reports
     results (defaults to `requester`). Remembers, per action digest, the request that waits for approval, so
     that the same call again, once approved, consumes that request's grant; other arguments are other digests,
-    so new requests. The gate calls block (SQLite, or HTTP to a server): async code runs them in worker threads.
+    so new requests. The plain steps block (SQLite, or HTTP to a server); the `_async` steps are for a process
+    whose one event loop owns the gate (the gateway, the proxy): a SQLite store takes async writes from one loop
+    at a time. `run_async`, for any caller's loop, runs the blocking steps in worker threads.
     """
 
     def __init__(self, requester: GateLike, executor: GateLike | None = None) -> None:
@@ -140,39 +146,16 @@ class CallGate:
 
     def decide(self, call: Call) -> Ruling:
         """Submit the call, or, for a call seen before, read the state of the request it made."""
-        with self._mutex:
-            request_id = self.pending.get(call.digest)
+        request_id = self._pending_request(call)
         if request_id is None:
-            state = self.requester.submit(call.request)
-            if state.outcome == "allowed":
-                if not state.grant:
-                    raise GrantError("grant.missing", f"request {state.request_id} was allowed without a grant for"
-                                                      f" `{call.executor}`", request_id=state.request_id)
-                return Ruling("run", state)
-            if state.outcome == "pending_approval":
-                with self._mutex:
-                    self.pending[call.digest] = state.request_id
-                return Ruling("held", state)
-            return Ruling("denied", state)
-        # A call seen before: the same action and arguments, so the same request, whatever its approvers did since.
-        state = self.requester.status(request_id)
-        if state.outcome == "pending_approval":
-            return Ruling("held", state)
-        if state.outcome == "approved" and state.grant:
-            return Ruling("run", state)
-        self.forget(call)
-        if state.outcome == "approved":  # approved, but its grant is no longer there to take: consumed
-            raise GrantError("grant.already_used", f"the grant of request {request_id} was already used;"
-                                                   f" {call.again} again makes a new request", request_id=request_id)
-        return Ruling("ended", state)
+            return self._submitted(call, self.requester.submit(call.request))
+        return self._found(call, request_id, self.requester.status(request_id))
 
     def consume(self, call: Call, ruling: Ruling) -> Consumption:
         """Consume the grant of a `run` ruling for exactly this call; either way its request is spent here."""
-        if ruling.kind != "run" or not ruling.state.grant:
-            raise GrantError("grant.missing", f"request {ruling.state.request_id} has no grant to consume",
-                             request_id=ruling.state.request_id)
+        grant = self._grant_of(ruling)
         try:
-            consumed = self.executor.consume(ruling.state.grant, call.executor, call.spec)
+            consumed = self.executor.consume(grant, call.executor, call.spec)
         except GrantError:
             self.forget(call)  # refused for good (used, expired, policy changed): the next call is a new request
             raise
@@ -184,6 +167,67 @@ class CallGate:
         go (async code pays one worker-thread hop for both)."""
         ruling = self.decide(call)
         return ruling, self.consume(call, ruling) if ruling.kind == "run" else None
+
+    # --- the steps on the event loop that owns the gate ------------------------------------------------
+    # A local gate decides and consumes on the loop's thread (only SQLite's commit runs on another): no
+    # worker-thread hop. A remote gate's async calls run in worker threads.
+
+    async def decide_async(self, call: Call) -> Ruling:
+        request_id = self._pending_request(call)
+        if request_id is None:
+            return self._submitted(call, await self.requester.submit_async(call.request))
+        return self._found(call, request_id, await anyio.to_thread.run_sync(self.requester.status, request_id))
+
+    async def consume_async(self, call: Call, ruling: Ruling) -> Consumption:
+        grant = self._grant_of(ruling)
+        try:
+            consumed = await self.executor.consume_async(grant, call.executor, call.spec)
+        except GrantError:
+            self.forget(call)
+            raise
+        self.forget(call)
+        return consumed
+
+    async def take_async(self, call: Call) -> tuple[Ruling, Consumption | None]:
+        ruling = await self.decide_async(call)
+        return ruling, await self.consume_async(call, ruling) if ruling.kind == "run" else None
+
+    # --- what the steps share ------------------------------------------------------------------------
+
+    def _pending_request(self, call: Call) -> str | None:
+        with self._mutex:
+            return self.pending.get(call.digest)
+
+    def _submitted(self, call: Call, state: RequestState) -> Ruling:
+        if state.outcome == "allowed":
+            if not state.grant:
+                raise GrantError("grant.missing", f"request {state.request_id} was allowed without a grant for"
+                                                  f" `{call.executor}`", request_id=state.request_id)
+            return Ruling("run", state)
+        if state.outcome == "pending_approval":
+            with self._mutex:
+                self.pending[call.digest] = state.request_id
+            return Ruling("held", state)
+        return Ruling("denied", state)
+
+    def _found(self, call: Call, request_id: str, state: RequestState) -> Ruling:
+        """A call seen before: the same action and arguments, so the same request, whatever its approvers did since."""
+        if state.outcome == "pending_approval":
+            return Ruling("held", state)
+        if state.outcome == "approved" and state.grant:
+            return Ruling("run", state)
+        self.forget(call)
+        if state.outcome == "approved":  # approved, but its grant is no longer there to take: consumed
+            raise GrantError("grant.already_used", f"the grant of request {request_id} was already used;"
+                                                   f" {call.again} again makes a new request", request_id=request_id)
+        return Ruling("ended", state)
+
+    @staticmethod
+    def _grant_of(ruling: Ruling) -> str:
+        if ruling.kind != "run" or not ruling.state.grant:
+            raise GrantError("grant.missing", f"request {ruling.state.request_id} has no grant to consume",
+                             request_id=ruling.state.request_id)
+        return ruling.state.grant
 
     def report(self, consumed: Consumption, succeeded: bool, detail: str = "") -> None:
         """Record the result of a consumed grant; a report that fails is logged, never raised."""

@@ -256,8 +256,8 @@ class McpGateway:
     """Gate each tools/call: submit it as an action request, and forward it only with a grant consumed for it.
 
     `requester` submits and reads requests (the agent's identity); `executor` consumes grants and reports
-    results (defaults to `requester`: a local gate, or a server token that is both). Blocking gate calls run
-    in worker threads.
+    results (defaults to `requester`: a local gate, or a server token that is both). Decisions and consumes run
+    on the gateway's event loop (`CallGate.decide_async`); reports in worker threads, off the calls' path.
     """
 
     def __init__(self, config: GatewayConfig, requester: GateLike, upstream: Upstream,
@@ -356,7 +356,7 @@ class McpGateway:
         return dict(given)  # validated with the rest of the request by the gate
 
     async def _decide(self, call: _Call) -> types.CallToolResult:
-        ruling: Ruling = await anyio.to_thread.run_sync(self.calls.decide, call.gated)
+        ruling = await self.calls.decide_async(call.gated)
         if ruling.kind == "run":
             return await self._run(call, ruling)
         if ruling.kind == "held":
@@ -373,7 +373,7 @@ class McpGateway:
         except GatewayError as down:
             raise GatewayError(down.code, f"{down.message}; not executed, nothing consumed",
                                request_id=ruling.state.request_id) from None
-        consumed = await anyio.to_thread.run_sync(self.calls.consume, call.gated, ruling)
+        consumed = await self.calls.consume_async(call.gated, ruling)
         try:
             result = await self.upstream.call_tool(call.tool, call.arguments, self.config.call_timeout,
                                                    self._execution(call, consumed))

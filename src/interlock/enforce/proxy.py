@@ -110,14 +110,15 @@ class EnforcingProxy:
         spec = {"action": matched.route.action,
                 "resource": resource_of(matched.route, matched.path_params, self.config.default_resource()),
                 "params": params_of(matched.path_params, _query(raw_query), _body(matched.route, request, body))}
+        consumed: Consumption | Response
         if grants:
             if not _GRANT_VALUE.fullmatch(grants[0]):
                 raise GrantError("grant.malformed", f"`{GRANT_HEADER}` is not a compact JWS")
-            consumed = await _blocking(self.executor.consume, grants[0], self.config.executor, spec)
+            consumed = await self.executor.consume_async(grants[0], self.config.executor, spec)
         else:
             consumed = await self._consume_for_caller(request, target, spec)
-            if isinstance(consumed, Response):
-                return consumed
+        if isinstance(consumed, Response):
+            return consumed
         return await self._forward(request, target, body, consumed)
 
     async def _consume_for_caller(self, request: Request, target: str, spec: dict[str, Any]) -> Consumption | Response:
@@ -134,7 +135,7 @@ class EnforcingProxy:
             "executor": self.config.executor,
         }, again="sending the same request")
         async with self.calls.one_at_a_time_async(call.digest):
-            ruling, consumed = await anyio.to_thread.run_sync(self.calls.take, call)
+            ruling, consumed = await self.calls.take_async(call)
         if consumed is not None:
             return consumed
         state = ruling.state
@@ -232,10 +233,6 @@ class EnforcingProxy:
         if consumed is not None:
             await anyio.to_thread.run_sync(report_result, self.executor, consumed, succeeded, detail)
 
-
-async def _blocking(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """A blocking gate call (SQLite, or HTTP to the server) in a worker thread."""
-    return await anyio.to_thread.run_sync(lambda: method(*args, **kwargs))
 
 
 def _query(raw: str) -> dict[str, str]:
