@@ -2,42 +2,32 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-import json
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any, BinaryIO
 
 import anyio
 from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp import types
-from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import McpError
-from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
 
-from interlock.enforce.mcp_gateway import (
-    MAX_LISTED_PAGES,
-    MAX_MESSAGE_BYTES,
-    GatewayConfig,
-    GatewayError,
-    McpGateway,
-    screen_message,
-)
+from interlock.enforce import stdio_lines
+from interlock.enforce.mcp_agent import AgentSession
+from interlock.enforce.mcp_client import UpstreamSession
+from interlock.enforce.mcp_gateway import MAX_LISTED_PAGES, MAX_MESSAGE_BYTES, GatewayConfig, GatewayError, McpGateway
+from interlock.version import installed_version
 
-__all__ = ["ConnectedUpstream", "build_server", "http_upstream", "serve_stdio", "stdio_upstream", "strict_stdio"]
+__all__ = ["ConnectedUpstream", "http_upstream", "serve_stdio", "stdio_upstream"]
 
 _log = logging.getLogger(__name__)
 OpenTransport = Callable[[], AbstractAsyncContextManager[Any]]
-# A line from the agent longer than this is not read into memory at all (answered with a null-id error).
+# A line from the agent longer than this is not kept in memory at all (answered with a null-id error).
 MAX_LINE_BYTES = 4 * MAX_MESSAGE_BYTES
-_SKIP_CHUNK = 64 * 1024
 
 
 def stdio_upstream(command: list[str], env: dict[str, str] | None = None) -> OpenTransport:
@@ -62,7 +52,7 @@ class ConnectedUpstream:
         self._open = open_transport
         self._timeout = connect_timeout
         self.describe = describe
-        self._session: ClientSession | None = None
+        self._session: UpstreamSession | None = None
         self._stop = anyio.Event()
         self._want = anyio.Event()
         self._attempt = anyio.Event()
@@ -93,13 +83,11 @@ class ConnectedUpstream:
     async def _connection(self, attempt: anyio.Event, stop: anyio.Event) -> None:
         async with AsyncExitStack() as stack:
             streams = await stack.enter_async_context(self._open())
-            read, write = streams[0], streams[1]
-            # Relay what the upstream sends, to see at once when it went away (a stdio server exited).
-            relay_in, relay_out = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-            relay = await stack.enter_async_context(anyio.create_task_group())
-            stack.callback(relay.cancel_scope.cancel)
-            relay.start_soon(_relay, read, relay_in, stop)
-            session = await stack.enter_async_context(ClientSession(relay_out, write))
+            # `stop` is set as soon as the upstream goes away (a stdio server exited).
+            session = UpstreamSession(streams[0], streams[1], stop, client_version=installed_version())
+            reader = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(reader.cancel_scope.cancel)
+            await reader.start(session.run)
             with anyio.fail_after(self._timeout):
                 self.initialized = await session.initialize()
             self._error = ""
@@ -111,7 +99,7 @@ class ConnectedUpstream:
         """Return once a session is open, connecting if needed; `mcp.upstream_unavailable` otherwise."""
         await self._current()
 
-    async def _current(self) -> ClientSession:
+    async def _current(self) -> UpstreamSession:
         session = self._session
         if session is not None and not self._stop.is_set():
             return session
@@ -129,7 +117,7 @@ class ConnectedUpstream:
                                    f" reached: {self._error or 'no answer in time'}")
             return session
 
-    def drop(self, session: ClientSession) -> None:
+    def drop(self, session: UpstreamSession) -> None:
         """End this session (a stdio upstream is stopped); the next call opens a new one."""
         if self._session is session:
             self._stop.set()
@@ -189,7 +177,7 @@ class ConnectedUpstream:
             raise self._failure(session, ConnectionError("the upstream went away"), f"calling `{name}`")
         return result
 
-    def _failure(self, session: ClientSession, exc: Exception, doing: str) -> GatewayError:
+    def _failure(self, session: UpstreamSession, exc: Exception, doing: str) -> GatewayError:
         if isinstance(exc, McpError) and exc.error.code != types.CONNECTION_CLOSED:
             return GatewayError("mcp.upstream_error", f"the upstream answered {doing} with an error:"
                                                       f" {exc.error.message[:500]}")
@@ -198,17 +186,6 @@ class ConnectedUpstream:
         self.drop(session)
         return GatewayError("mcp.upstream_failed", f"the connection to the upstream was lost while {doing}: it may"
                                                    f" or may not have acted ({_describe(exc)})")
-
-
-async def _relay(source: MemoryObjectReceiveStream[Any], sink: MemoryObjectSendStream[Any], stop: anyio.Event) -> None:
-    try:
-        async with sink:
-            async for item in source:
-                await sink.send(item)
-    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-        pass
-    finally:
-        stop.set()
 
 
 async def _cancel_on(event: anyio.Event, scope: anyio.CancelScope) -> None:
@@ -223,13 +200,6 @@ def _single(exc: Exception) -> Exception:
     return exc
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("interlock")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, BaseExceptionGroup):
         return "; ".join(_describe(e) for e in exc.exceptions)
@@ -239,85 +209,6 @@ def _describe(exc: BaseException) -> str:
 # --- the agent side ------------------------------------------------------------------------------------------
 
 
-def build_server(gateway: McpGateway, config: GatewayConfig, upstream: types.InitializeResult | None) -> Server[Any]:
-    """An MCP server that offers the upstream's tools and hands every call to `gateway`."""
-    server: Server[Any] = Server(f"interlock-gateway:{config.server}", version=_version(),
-                                 instructions=upstream.instructions if upstream else None)
-
-    async def list_tools(_: types.ListToolsRequest) -> types.ServerResult:
-        try:
-            return types.ServerResult(types.ListToolsResult(tools=await gateway.list_tools()))
-        except GatewayError as error:
-            raise McpError(types.ErrorData(code=types.INTERNAL_ERROR,
-                                           message=f"interlock: {error.code}: {error.message}")) from None
-
-    async def call_tool(request: types.CallToolRequest) -> types.ServerResult:
-        meta = request.params.meta.model_extra if request.params.meta is not None else None
-        return types.ServerResult(await gateway.call_tool(request.params.name, request.params.arguments, meta))
-
-    # Registered as raw handlers: the SDK's own call_tool wrapper would re-list tools and re-validate output.
-    server.request_handlers[types.ListToolsRequest] = list_tools
-    server.request_handlers[types.CallToolRequest] = call_tool
-    return server
-
-
-Streams = tuple[MemoryObjectReceiveStream[SessionMessage | Exception], MemoryObjectSendStream[SessionMessage]]
-
-
-@asynccontextmanager
-async def strict_stdio(
-    stdin: BinaryIO, stdout: BinaryIO, *, max_bytes: int = MAX_MESSAGE_BYTES
-) -> AsyncIterator[Streams]:
-    """MCP's stdio transport, with every line from the agent bounded and parsed by Interlock's strict parser.
-
-    A refused line is answered here (see `screen_message`) and never reaches the MCP session.
-    """
-    writing = anyio.Lock()
-    incoming_in, incoming_out = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-    outgoing_in, outgoing_out = anyio.create_memory_object_stream[SessionMessage](0)
-
-    async def emit(line: bytes) -> None:
-        async with writing:
-            await anyio.to_thread.run_sync(_write_line, stdout, line)
-
-    async def read() -> None:
-        async with incoming_in:
-            while line := await anyio.to_thread.run_sync(stdin.readline, MAX_LINE_BYTES + 1):
-                if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
-                    rest = line
-                    while rest and not rest.endswith(b"\n"):  # skip to the end of the line, unread
-                        rest = await anyio.to_thread.run_sync(stdin.readline, _SKIP_CHUNK)
-                    await emit(json.dumps({"jsonrpc": "2.0", "id": None, "error": {
-                        "code": -32600, "message": f"interlock: input.too_large: a message over {MAX_LINE_BYTES}"
-                        " bytes was not read", "data": {"code": "input.too_large"}}}).encode())
-                    continue
-                if not line.strip():
-                    continue
-                screened = screen_message(line, max_bytes=max_bytes)
-                if screened.message is not None:
-                    await incoming_in.send(SessionMessage(screened.message))
-                elif screened.reply is not None:
-                    await emit(json.dumps(screened.reply, ensure_ascii=False, allow_nan=False).encode())
-
-    async def write() -> None:
-        async with outgoing_out:
-            async for message in outgoing_out:
-                await emit(message.message.model_dump_json(by_alias=True, exclude_none=True).encode())
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(read)
-        group.start_soon(write)
-        try:
-            yield incoming_out, outgoing_in
-        finally:
-            group.cancel_scope.cancel()
-
-
-def _write_line(stdout: BinaryIO, line: bytes) -> None:
-    stdout.write(line + b"\n")
-    stdout.flush()
-
-
 async def serve_stdio(gateway: McpGateway, config: GatewayConfig, upstream: ConnectedUpstream,
                       stdin: BinaryIO | None = None, stdout: BinaryIO | None = None) -> None:
     """Serve the gateway to one agent over stdio until the agent closes stdin; the upstream is closed after."""
@@ -325,9 +216,10 @@ async def serve_stdio(gateway: McpGateway, config: GatewayConfig, upstream: Conn
         await group.start(upstream.run)
         try:
             await upstream.ready()  # an upstream that cannot start is a startup error, not a silent empty tool list
-            server = build_server(gateway, config, upstream.initialized)
-            async with strict_stdio(stdin or sys.stdin.buffer, stdout or sys.stdout.buffer) as (read, write):
-                await server.run(read, write, server.create_initialization_options())
+            async with stdio_lines.stdio(stdin or sys.stdin.buffer, stdout or sys.stdout.buffer,
+                                         MAX_LINE_BYTES) as (lines, output):
+                agent = AgentSession(gateway, config, upstream.initialized, output.write, max_line=MAX_LINE_BYTES)
+                await agent.serve(lines)
         finally:
             with anyio.CancelScope(shield=True):
                 await gateway.reports.drain()  # every result still on its way is recorded before exit

@@ -16,7 +16,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from interlock.scan.findings import SEVERITIES, ScanResult
-from interlock.scan.summary import FailOn, summarize, tool_version
+from interlock.scan.summary import FailOn, summarize
+from interlock.version import installed_version
 
 BAR_MAX_WIDTH = 280
 LABEL_WIDTH = 110
@@ -80,6 +81,6 @@ def render(result: ScanResult, fail_on: FailOn) -> str:
     ]
     return _templates.get_template("report.html.j2").render(
         csp=CSP, css=Markup(_CSS),  # noqa: S704 - our own stylesheet, hashed into the CSP above
-        version=tool_version(), summary=summary, scanned_files=sum(summary.scanned.values()),
+        version=installed_version(), summary=summary, scanned_files=sum(summary.scanned.values()),
         charts=charts, findings=findings, problems=result.problems,
     )

@@ -21,7 +21,8 @@ import json
 from typing import Any
 
 from interlock.scan.findings import ScanResult
-from interlock.scan.summary import FailOn, fingerprints, summarize, tool_version
+from interlock.scan.summary import FailOn, fingerprints, summarize
+from interlock.version import installed_version
 
 FORMAT = "interlock-scan/1"
 
@@ -49,7 +50,7 @@ def document(result: ScanResult, fail_on: FailOn) -> dict[str, Any]:
     ]
     return {
         "format": FORMAT,
-        "tool": {"name": "interlock", "version": tool_version()},
+        "tool": {"name": "interlock", "version": installed_version()},
         "summary": {
             "findings": summary.findings, "by_severity": summary.by_severity, "by_kind": summary.by_kind,
             "scanned": summary.scanned, "skipped": summary.skipped, "problems": summary.problems,

@@ -15,7 +15,8 @@ from typing import Any
 from urllib.parse import quote
 
 from interlock.scan.findings import FileProblem, Finding, Rule, ScanResult, Severity
-from interlock.scan.summary import fingerprints, tool_version
+from interlock.scan.summary import fingerprints
+from interlock.version import installed_version
 
 SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 LEVELS: dict[Severity, str] = {"high": "error", "medium": "warning", "low": "note"}
@@ -34,7 +35,7 @@ def log(result: ScanResult, base: Path) -> dict[str, Any]:
         "runs": [{
             "tool": {"driver": {
                 "name": "interlock",
-                "version": tool_version(),
+                "version": installed_version(),
                 "rules": [_descriptor(rule) for rule in rules],
             }},
             "invocations": [{

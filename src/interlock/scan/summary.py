@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Literal
 
 from interlock.scan.findings import SEVERITIES, Finding, ScanResult, Severity
@@ -64,10 +63,3 @@ def fingerprints(findings: list[Finding]) -> list[str]:
         seen[digest] += 1
         ids.append(f"{digest}:{seen[digest]}")
     return ids
-
-
-def tool_version() -> str:
-    try:
-        return metadata.version("interlock")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
