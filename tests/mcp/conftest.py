@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mcp_support import POLICY, Record
+from stand_in import Clock
+
+from interlock.core.policy import load_policy
+from interlock.gate import Gate
+from interlock.keys import KeyRing
+from interlock.store.sqlite import SqliteStore
 
 
 @pytest.fixture
@@ -23,6 +30,14 @@ def home(tmp_path: Path) -> Path:
     path.mkdir()
     shutil.copyfile(POLICY, path / "policy.yaml")
     return path
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Iterator[Gate]:
+    """A gate on a SQLite file with the gateway policy, on a clock the test moves."""
+    store = SqliteStore(tmp_path / "interlock.db")
+    yield Gate(store, load_policy(POLICY.read_bytes()), KeyRing.generate(), clock=Clock())
+    store.close()
 
 
 def _keep_root_helpers_importable() -> None:

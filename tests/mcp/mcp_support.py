@@ -146,6 +146,15 @@ def request_rows(home: Path) -> list[dict[str, Any]]:
         db.close()
 
 
+def request_ids(gate: Gate) -> list[str]:
+    """The ids of every request a gate on a SQLite file recorded, oldest first (read-only)."""
+    db = sqlite3.connect(f"file:{gate.store.path}?mode=ro", uri=True)  # type: ignore[attr-defined]
+    try:
+        return [row[0] for row in db.execute("SELECT id FROM requests ORDER BY rowid")]
+    finally:
+        db.close()
+
+
 @contextmanager
 def http_server(argv: list[str], url: str, what: str) -> Iterator[str]:
     """A process serving HTTP at `url` until the block ends; `url` once it answers (any status)."""

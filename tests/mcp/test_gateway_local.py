@@ -6,6 +6,7 @@ checks that record, since "the upstream never saw it" is the property an agent's
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -265,3 +266,21 @@ def test_an_upstream_that_cannot_start_is_a_startup_error(tmp_path: Path, home: 
     assert done.returncode == 4, done
     assert done.stdout == b""
     assert "interlock: mcp.upstream_unavailable: " in done.stderr.decode()
+
+
+def test_stdin_and_stdout_may_be_files(tmp_path: Path, home: Path, record: Record) -> None:
+    # Not pipes: the gateway reads and writes them in worker threads, and answers every line before it exits.
+    lines = [{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                 "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "file", "version": "0"}}},
+             {"jsonrpc": "2.0", "method": "notifications/initialized"},
+             {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "lookup", "arguments": {"q": "x"}}}]
+    given, answers = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    given.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with given.open("rb") as stdin, answers.open("wb") as stdout:
+        done = subprocess.run(local_gateway(tmp_path, home, record), stdin=stdin, stdout=stdout,
+                              stderr=subprocess.PIPE, env=clean_env(), timeout=60)
+    assert done.returncode == 0, done.stderr
+    by_id = {message["id"]: message for message in map(json.loads, answers.read_text().splitlines())}
+    assert by_id[1]["result"]["serverInfo"]["name"] == "interlock-gateway:bank"
+    assert by_id[2]["result"]["content"][0]["text"] == "found x"
+    assert record.of("lookup") == [{"q": "x"}]

@@ -7,72 +7,17 @@ comes back, two identical calls at once, a policy change between approval and ex
 from __future__ import annotations
 
 import datetime
-import sqlite3
-from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 from mcp import types
-from mcp_support import POLICY, interlock_meta, run, text_of
+from mcp_support import POLICY, interlock_meta, request_ids, run, text_of
+from stand_in import BIG, CONFIG, StandIn
 
 from interlock.core.errors import RequestError
 from interlock.core.policy import load_policy
-from interlock.enforce.mcp_gateway import GatewayError, McpGateway, load_config, screen_message
+from interlock.enforce.mcp_gateway import McpGateway, load_config, screen_message
 from interlock.gate import Gate
-from interlock.keys import KeyRing
-from interlock.store.sqlite import SqliteStore
-
-BIG = {"amount": 500, "recipient": "DE02100100100006820101"}
-SCHEMA = {"type": "object", "properties": {"amount": {"type": "integer"}, "recipient": {"type": "string"}},
-          "required": ["amount", "recipient"]}
-CONFIG = """
-server: bank
-agent: {id: "agent:assistant", kind: agent}
-on_behalf_of: [{id: "user:ceo", kind: human}]
-"""
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.datetime(2026, 11, 25, 9, 0, tzinfo=datetime.UTC)
-
-    def __call__(self) -> datetime.datetime:
-        return self.now
-
-
-class StandIn:
-    """The upstream MCP server: lists `pay`, records calls, and can be down, fail, or hold a call."""
-
-    def __init__(self) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self.down = False
-        self.hold: anyio.Event | None = None
-        self.entered = anyio.Event()
-        self.error_result = False
-
-    async def ready(self) -> None:
-        if self.down:
-            raise GatewayError("mcp.upstream_unavailable", "the upstream MCP server cannot be reached")
-
-    async def list_tools(self) -> list[types.Tool]:
-        return [types.Tool(name="pay", inputSchema=SCHEMA)]
-
-    async def call_tool(self, name: str, arguments: dict[str, Any], timeout: float,
-                        meta: dict[str, Any] | None = None) -> types.CallToolResult:
-        self.calls.append(arguments)
-        self.entered.set()
-        if self.hold is not None:
-            await self.hold.wait()
-        return types.CallToolResult(content=[types.TextContent(type="text", text=f"{name} done")],
-                                    isError=self.error_result, _meta={"upstream": "kept"})
-
-
-@pytest.fixture
-def gate(tmp_path: Path) -> Gate:
-    store = SqliteStore(tmp_path / "interlock.db")
-    yield Gate(store, load_policy(POLICY.read_bytes()), KeyRing.generate(), clock=Clock())
-    store.close()
 
 
 def approve(gate: Gate, request_id: str) -> None:
@@ -185,17 +130,9 @@ def test_results_are_reported_failed_for_a_tool_error_and_for_a_cancelled_call(g
 
     run(body)
     # Both grants were consumed, and both executions recorded as failed: the cancelled one's outcome is unknown.
-    states = [gate.status(request_id) for request_id in _request_ids(gate)]
+    states = [gate.status(request_id) for request_id in request_ids(gate)]
     assert [(s.consumed, s.result) for s in states] == [(True, "failed"), (True, "failed")]
     assert upstream.calls == [small, {**small, "amount": 11}]
-
-
-def _request_ids(gate: Gate) -> list[str]:
-    db = sqlite3.connect(f"file:{gate.store.path}?mode=ro", uri=True)  # type: ignore[attr-defined]
-    try:
-        return [row[0] for row in db.execute("SELECT id FROM requests ORDER BY rowid")]
-    finally:
-        db.close()
 
 
 @pytest.mark.parametrize(("text", "code"), [
