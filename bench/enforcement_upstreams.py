@@ -3,8 +3,8 @@
 `python -m bench.enforcement_upstreams http PORT`: an HTTP API (Starlette on uvicorn) whose routes answer
 a fixed JSON document at once. `python -m bench.enforcement_upstreams mcp`: an MCP server (FastMCP, stdio)
 with one tool, `lookup`, that answers at once. `python -m bench.enforcement_upstreams mcp-passthrough`: an MCP
-server that forwards every call to that one with the official SDK and gates nothing — what a second MCP
-session costs by itself, the floor of any gateway built on the SDK.
+server that forwards every call to that one through the SDK's server and client sessions and gates nothing —
+what those sessions cost by themselves (the gateway speaks MCP with lean sessions of its own).
 """
 
 from __future__ import annotations
