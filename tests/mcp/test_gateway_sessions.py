@@ -141,6 +141,23 @@ def test_what_the_gateway_does_not_offer_is_refused_and_nothing_is_decided(
     assert upstream.calls == [] and request_ids(gate) == []
 
 
+class Broken(StandIn):
+    async def list_tools(self) -> list[types.Tool]:
+        raise RuntimeError("a bug")
+
+
+def test_a_failure_inside_the_gateway_is_an_internal_error_and_the_session_goes_on(gate: Gate) -> None:
+    agent = Agent(McpGateway(load_config(CONFIG), gate, Broken()))
+
+    async def body() -> None:
+        await agent.ask(INITIALIZE)
+        failed = await agent.ask({"jsonrpc": "2.0", "id": 4, "method": "tools/list"})
+        assert failed["error"]["code"] == types.INTERNAL_ERROR
+        assert (await agent.ask({"jsonrpc": "2.0", "id": 5, "method": "ping"}))["result"] == {}
+
+    run(lambda: agent.serve(body))
+
+
 def test_a_cancelled_call_is_not_answered_and_its_consumed_grant_is_reported_failed(gate: Gate) -> None:
     upstream = StandIn()
     upstream.hold = anyio.Event()

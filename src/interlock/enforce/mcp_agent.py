@@ -91,9 +91,14 @@ class AgentSession:
             with scope:
                 try:
                     reply: dict[str, Any] = {"result": _dumped(await self._result(request.method, request.params))}
+                    line = _encoded(request.id, reply)
                 except _Refused as refused:
-                    reply = {"error": refused.error.model_dump(mode="json", exclude_none=True)}
-                await self._send({"jsonrpc": "2.0", "id": request.id, **reply})
+                    line = _encoded(request.id, {"error": refused.error.model_dump(mode="json", exclude_none=True)})
+                except Exception:  # noqa: BLE001 - a bug, or an answer that is not JSON (NaN): told, and serving goes on
+                    _log.exception("could not answer %s", request.method)
+                    line = _encoded(request.id, {"error": {"code": types.INTERNAL_ERROR, "message":
+                                                           "interlock: internal error (the gateway's log says more)"}})
+                await self._send_line(line)
         finally:
             if self._running.get(request.id) is scope:
                 del self._running[request.id]
@@ -121,8 +126,7 @@ class AgentSession:
         raise _Refused(types.METHOD_NOT_FOUND, f"interlock: this gateway offers tools only, not `{method}`")
 
     async def _send(self, message: dict[str, Any]) -> None:
-        await self._send_line(json.dumps(message, ensure_ascii=False, allow_nan=False,
-                                         separators=(",", ":")).encode())
+        await self._send_line(_json(message))
 
 
 def _params(model: type[Any], params: dict[str, Any] | None) -> Any:
@@ -130,6 +134,14 @@ def _params(model: type[Any], params: dict[str, Any] | None) -> Any:
         return model.model_validate(params or {})
     except ValidationError as invalid:
         raise _Refused(types.INVALID_PARAMS, f"interlock: invalid params: {str(invalid)[:500]}") from None
+
+
+def _encoded(request_id: types.RequestId, reply: dict[str, Any]) -> bytes:
+    return _json({"jsonrpc": "2.0", "id": request_id, **reply})
+
+
+def _json(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def _dumped(result: BaseModel) -> dict[str, Any]:
