@@ -9,6 +9,9 @@ subclasses. From each tool the scanner follows calls into functions and methods 
 `@guard(...)` from interlock, `gated_tool` (as a decorator or a call wrapping the function), or a call
 `<gate>.consume(grant, executor, action)` that runs on every path before the side effect (not inside an `if`,
 a loop, an `except` that swallows the refusal, or a `finally`).
+
+The parsed module, its tools and how it names calls are `agent_module`'s; this file owns the rules, the
+findings and the walk from each tool to the side effects it reaches.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from interlock.scan import frameworks as fw
 from interlock.scan.agent_effects import Effect, classify
+from interlock.scan.agent_module import Function, Module, Tool, last_name, targets
 from interlock.scan.findings import Finding, Location, Rule
 from interlock.scan.sources import ParseError, Source
 
@@ -27,8 +31,6 @@ KIND = "agent-code"
 MAX_DEPTH = 8  # calls followed from a tool into the same module
 FRAMEWORKS = ("langchain", "langchain_core", "langchain_community", "langgraph", "mcp", "fastmcp", "agents",
               "crewai", "crewai_tools")
-TOOL_DECORATOR_ROOTS = frozenset({"langchain", "langchain_core", "langchain_community", "crewai", "crewai_tools"})
-MCP_ROOTS = frozenset({"mcp", "fastmcp"})
 _IMPORTS_FRAMEWORK = re.compile(
     r"^[ \t]*(?:from[ \t]+|import[ \t]+(?:[\w.]+[ \t]*(?:as[ \t]+\w+[ \t]*)?,[ \t]*)*)(?:" + "|".join(FRAMEWORKS)
     + r")(?:\.[\w.]+)?\b", re.MULTILINE)
@@ -62,17 +64,7 @@ UNGUARDED_FILE_WRITE = Rule(
 )
 RULES = (UNGUARDED_SIDE_EFFECT, UNGUARDED_FILE_WRITE)
 
-Function = ast.FunctionDef | ast.AsyncFunctionDef
 Position = tuple[int, int]
-
-
-@dataclass(frozen=True)
-class Tool:
-    """A function an agent can call: its name as the agent sees it, where it is defined, its class if a method."""
-
-    name: str
-    function: Function
-    owner: str | None = None
 
 
 class AgentCodeScanner:
@@ -92,7 +84,7 @@ class AgentCodeScanner:
             raise ParseError(str(exc)) from None
         module = Module.of(tree)
         tools = list(module.tools())
-        reached = module.reach([(tool.function, tool.owner) for tool in tools])
+        reached = _reach(module, [(tool.function, tool.owner) for tool in tools])
         return [finding for tool in tools for finding in _findings(source.display, tool, reached[id(tool.function)])]
 
 
@@ -115,233 +107,44 @@ def _describe(effect: Effect) -> str:
     return f"{effect.category} `{effect.call}` at line {effect.line}{via}"
 
 
-# --- the module: imports, functions, classes, typed variables ---------------------------------------------
+# --- what a function reaches ------------------------------------------------------------------------------
 
 
-@dataclass
-class Module:
-    imports: dict[str, str]
-    functions: dict[str, Function]
-    classes: dict[str, ast.ClassDef]
-    methods: dict[str, dict[str, Function]]
-    variables: dict[str, str]  # module-level name -> dotted name of the call it was assigned from
-    attributes: dict[str, dict[str, str]]  # class -> `self.<name>` -> dotted name of the call assigned to it
-    constants: dict[str, str]  # module-level string constants (SQL kept in a name)
-    tree: ast.Module
-    wrapped: set[str] = field(default_factory=set)  # functions passed to gated_tool(...) or guard(...)(...)
+def _reach(module: Module, roots: list[tuple[Function, str | None]]) -> dict[int, tuple[Effect, ...]]:
+    """The side effects each function reaches with no guard before them, following calls into the module.
 
-    @classmethod
-    def of(cls, tree: ast.Module) -> Module:
-        imports: dict[str, str] = {}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.asname:
-                        imports[alias.asname] = alias.name
-                    else:
-                        top = alias.name.split(".")[0]
-                        imports[top] = top
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                for alias in node.names:
-                    imports[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-        functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
-        for name in functions:
-            imports.pop(name, None)  # a function defined here shadows an import of the same name
-        classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
-        methods = {name: {n.name: n for n in c.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
-                   for name, c in classes.items()}
-        module = cls(imports, functions, classes, methods, {}, {}, {}, tree)
-        for statement in tree.body:
-            if isinstance(statement, ast.Assign | ast.AnnAssign) and statement.value is not None:
-                for target in _targets(statement):
-                    value = statement.value
-                    if isinstance(value, ast.Constant) and isinstance(value.value, str):
-                        module.constants[target] = value.value
-                    elif isinstance(value, ast.Call):
-                        made = module.dotted(value.func, {}, None)
-                        if made:
-                            module.variables[target] = made
-        for name, node in classes.items():
-            module.attributes[name] = module._self_attributes(node)
-        module.wrapped = module._wrapped()
-        return module
-
-    # --- naming calls ---
-
-    def dotted(self, node: ast.expr, local: dict[str, str], owner: str | None) -> str | None:
-        """`a.b.c` for an attribute chain, calls elided, its root resolved through imports or assignments."""
-        parts: list[str] = []
-        while True:
-            if isinstance(node, ast.Attribute):
-                parts.append(node.attr)
-                node = node.value
-            elif isinstance(node, ast.Call):
-                node = node.func
-            elif isinstance(node, ast.Name):
-                break
-            else:
-                return None
-        parts.reverse()
-        name = node.id
-        if name == "self" and owner is not None and parts and parts[0] in self.attributes.get(owner, {}):
-            root = self.attributes[owner][parts.pop(0)]
-        elif name in local:
-            root = local[name]
-        elif name in self.imports:
-            root = self.imports[name]
-        elif name in self.variables:
-            root = self.variables[name]
-        else:
-            root = name
-        return ".".join([root, *parts])
-
-    def _self_attributes(self, node: ast.ClassDef) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for inner in ast.walk(node):
-            if isinstance(inner, ast.Assign) and isinstance(inner.value, ast.Call):
-                for target in inner.targets:
-                    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) \
-                            and target.value.id == "self":
-                        made = self.dotted(inner.value.func, {}, None)
-                        if made:
-                            found[target.attr] = made
-        return found
-
-    # --- tools and guards ---
-
-    def tools(self) -> Iterator[Tool]:
-        """Every function the module exposes to an agent as a tool, unless wrapped by a guard."""
-        seen: set[int] = set()
-        for tool in self._tools():
-            if id(tool.function) in seen or (tool.function.name in self.wrapped and tool.owner is None):
-                continue
-            seen.add(id(tool.function))
-            if not any(self._is_guard(decorator) for decorator in tool.function.decorator_list):
-                yield tool
-
-    def _tools(self) -> Iterator[Tool]:
-        owners = {id(f): name for name, table in self.methods.items() for f in table.values()}
-        for node in ast.walk(self.tree):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                for decorator in node.decorator_list:
-                    named = self._tool_decorator(decorator)
-                    if named is not None:
-                        yield Tool(named or node.name, node, owners.get(id(node)))
-            elif isinstance(node, ast.Call):
-                yield from self._registered(node)
-            elif isinstance(node, ast.ClassDef) and node.name in self.methods and any(
-                    self._framework_name(base, TOOL_DECORATOR_ROOTS, "BaseTool") for base in node.bases):
-                label = _class_tool_name(node)
-                for method in ("_run", "_arun"):
-                    if method in self.methods[node.name]:
-                        yield Tool(label, self.methods[node.name][method], node.name)
-
-    def _tool_decorator(self, decorator: ast.expr) -> str | None:
-        """The tool name a decorator gives ("" for the function's own name), or None if it makes no tool."""
-        target = decorator.func if isinstance(decorator, ast.Call) else decorator
-        call = decorator if isinstance(decorator, ast.Call) else None
-        if self._framework_name(target, TOOL_DECORATOR_ROOTS, "tool"):
-            return _given_name(call, positional=True)
-        if self._framework_name(target, frozenset({"agents"}), "function_tool"):
-            return _given_name(call, positional=False, keyword="name_override")
-        if isinstance(target, ast.Attribute) and target.attr in ("tool", "call_tool") and self._uses_mcp(target):
-            return _given_name(call, positional=True)
-        return None
-
-    def _registered(self, call: ast.Call) -> Iterator[Tool]:
-        """Tools made by a call: `tool(f)`, `function_tool(f)`, `Tool(func=f)`, `StructuredTool.from_function(f)`,
-        `server.add_tool(f)`."""
-        func = call.func
-        candidates: list[ast.expr | None] = []
-        label = _given_name(call, positional=False)
-        if self._framework_name(func, TOOL_DECORATOR_ROOTS, "tool"):  # `tool(f)`, the decorator called directly
-            candidates = [call.args[0] if call.args else None]
-        elif self._framework_name(func, frozenset({"agents"}), "function_tool"):
-            candidates, label = [call.args[0] if call.args else None], _given_name(call, False, "name_override")
-        elif self._framework_name(func, TOOL_DECORATOR_ROOTS, "Tool"):
-            candidates = [_keyword(call, "func") or (call.args[1] if len(call.args) > 1 else None),
-                          _keyword(call, "coroutine")]
-        elif isinstance(func, ast.Attribute) and func.attr == "from_function" and (
-                self._framework_name(func.value, TOOL_DECORATOR_ROOTS, "StructuredTool")
-                or self._framework_name(func.value, TOOL_DECORATOR_ROOTS, "Tool")):
-            candidates = [_keyword(call, "func") or (call.args[0] if call.args else None), _keyword(call, "coroutine")]
-        elif isinstance(func, ast.Attribute) and func.attr == "add_tool" and self._uses_mcp(func):
-            candidates = [_keyword(call, "fn") or (call.args[0] if call.args else None)]
-        for candidate in candidates:
-            if isinstance(candidate, ast.Name) and candidate.id in self.functions:
-                yield Tool(label or candidate.id, self.functions[candidate.id])
-
-    def _wrapped(self) -> set[str]:
-        """Functions handed to `gated_tool(f, ...)` or `guard(...)(f)`: the agent gets the guarded version."""
-        wrapped = set()
-        for node in ast.walk(self.tree):
-            if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Name) and (
-                    _last_name(node.func) == "gated_tool" or self._is_guard(node.func)):
-                wrapped.add(node.args[0].id)
-        return wrapped
-
-    def _is_guard(self, node: ast.expr) -> bool:
-        target = node.func if isinstance(node, ast.Call) else node
-        if _last_name(target) == "gated_tool":
-            return True
-        named = self.dotted(target, {}, None) or ""
-        return named.startswith("interlock.") and named.endswith(".guard") and isinstance(node, ast.Call)
-
-    def _framework_name(self, node: ast.expr, roots: frozenset[str], last: str) -> bool:
-        named = self.dotted(node, {}, None) if isinstance(node, ast.Name | ast.Attribute) else None
-        return named is not None and named.split(".")[-1] == last and named.split(".")[0] in roots and "." in named
-
-    def _uses_mcp(self, attribute: ast.Attribute) -> bool:
-        owner = self.dotted(attribute.value, {}, None) or ""
-        return owner.split(".")[0] in MCP_ROOTS or any(v.split(".")[0] in MCP_ROOTS for v in self.imports.values())
-
-    # --- what a function reaches ---
-
-    def reach(self, roots: list[tuple[Function, str | None]]) -> dict[int, tuple[Effect, ...]]:
-        """The side effects each function reaches with no guard before them, following calls into this module.
-
-        Each function is walked once, into its sites (calls, side effects, grant consumptions). Whether a function
-        always consumes a grant is a least fixpoint over those sites; the side effects are then gathered in
-        `MAX_DEPTH` rounds, round k adding what is k calls away, so the bound and the path named (the shortest)
-        do not depend on the order of functions, and recursion costs nothing extra. Keyed by `id(function)`.
-        """
-        sites: dict[int, list[_Site]] = {}
-        names: dict[int, str] = {}
-        pending = list(roots)
-        while pending:
-            function, owner = pending.pop()
-            if id(function) in sites:
-                continue
-            names[id(function)] = function.name
-            if any(self._is_guard(decorator) for decorator in function.decorator_list):
-                sites[id(function)] = []  # it consumes a grant for its own arguments before its body runs
-                continue
-            walk = _Walk(self, function, owner)
-            walk.visit_body(function.body, conditional=False, regions=())
-            sites[id(function)] = sorted(walk.sites, key=lambda site: site.end)
-            pending.extend(walk.callees)
-        consumes = dict.fromkeys(sites, False)
-        changed = True
-        while changed:
-            changed = False
-            for key, found in sites.items():
-                if not consumes[key] and any(site.guards(consumes) for site in found):
-                    consumes[key] = changed = True
-        guards = {key: [site for site in found if site.guards(consumes)] for key, found in sites.items()}
-        effects: dict[int, tuple[Effect, ...]] = dict.fromkeys(sites, ())
-        for _ in range(MAX_DEPTH + 1):
-            effects = {key: _unguarded(found, guards[key], effects, names) for key, found in sites.items()}
-        return effects
-
-    def callee(self, call: ast.Call, owner: str | None) -> tuple[Function, str | None] | None:
-        """The function of this module a call runs: `f(...)`, or `self.m(...)` / `cls.m(...)` in a class."""
-        func = call.func
-        if isinstance(func, ast.Name) and func.id in self.functions:
-            return self.functions[func.id], None
-        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and owner is not None:
-            if func.value.id in ("self", "cls") and func.attr in self.methods.get(owner, {}):
-                return self.methods[owner][func.attr], owner
-        return None
+    Each function is walked once, into its sites (calls, side effects, grant consumptions). Whether a function
+    always consumes a grant is a least fixpoint over those sites; the side effects are then gathered in
+    `MAX_DEPTH` rounds, round k adding what is k calls away, so the bound and the path named (the shortest)
+    do not depend on the order of functions, and recursion costs nothing extra. Keyed by `id(function)`.
+    """
+    sites: dict[int, list[_Site]] = {}
+    names: dict[int, str] = {}
+    pending = list(roots)
+    while pending:
+        function, owner = pending.pop()
+        if id(function) in sites:
+            continue
+        names[id(function)] = function.name
+        if any(module.is_guard(decorator) for decorator in function.decorator_list):
+            sites[id(function)] = []  # it consumes a grant for its own arguments before its body runs
+            continue
+        walk = _Walk(module, function, owner)
+        walk.visit_body(function.body, conditional=False, regions=())
+        sites[id(function)] = sorted(walk.sites, key=lambda site: site.end)
+        pending.extend(walk.callees)
+    consumes = dict.fromkeys(sites, False)
+    changed = True
+    while changed:
+        changed = False
+        for key, found in sites.items():
+            if not consumes[key] and any(site.guards(consumes) for site in found):
+                consumes[key] = changed = True
+    guards = {key: [site for site in found if site.guards(consumes)] for key, found in sites.items()}
+    effects: dict[int, tuple[Effect, ...]] = dict.fromkeys(sites, ())
+    for _ in range(MAX_DEPTH + 1):
+        effects = {key: _unguarded(found, guards[key], effects, names) for key, found in sites.items()}
+    return effects
 
 
 @dataclass(frozen=True)
@@ -413,7 +216,7 @@ class _Walk:
             suppressing = False
             for item in node.items:
                 self.visit(item.context_expr, conditional, regions)
-                suppressing |= _last_name(item.context_expr) == "suppress"
+                suppressing |= last_name(item.context_expr) == "suppress"
             self.visit_body(node.body, conditional or suppressing, regions)
         elif isinstance(node, ast.Match):
             self.visit(node.subject, conditional, regions)
@@ -500,7 +303,7 @@ def _local_types(module: Module, function: Function, owner: str | None) -> dict[
     for node in _own_nodes(function):
         if isinstance(node, ast.Assign | ast.AnnAssign) and isinstance(node.value, ast.Call):
             made = module.dotted(node.value.func, local, owner)
-            for target in _targets(node):
+            for target in targets(node):
                 if made:
                     local[target] = made
         elif isinstance(node, ast.With | ast.AsyncWith):
@@ -520,39 +323,3 @@ def _own_nodes(function: Function) -> Iterator[ast.AST]:
         yield node
         if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
             pending.extend(reversed(list(ast.iter_child_nodes(node))))
-
-
-def _targets(statement: ast.Assign | ast.AnnAssign) -> list[str]:
-    targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
-    return [t.id for t in targets if isinstance(t, ast.Name)]
-
-
-def _last_name(node: ast.expr) -> str | None:
-    target = node.func if isinstance(node, ast.Call) else node
-    if isinstance(target, ast.Name):
-        return target.id
-    if isinstance(target, ast.Attribute):
-        return target.attr
-    return None
-
-
-def _keyword(call: ast.Call, name: str) -> ast.expr | None:
-    return next((k.value for k in call.keywords if k.arg == name), None)
-
-
-def _given_name(call: ast.Call | None, positional: bool, keyword: str = "name") -> str:
-    """The tool name a decorator or constructor sets (`@tool("name")`, `name=...`), "" when it sets none."""
-    if call is None:
-        return ""
-    given = _keyword(call, keyword)
-    if given is None and positional and call.args:
-        given = call.args[0]
-    return given.value if isinstance(given, ast.Constant) and isinstance(given.value, str) else ""
-
-
-def _class_tool_name(node: ast.ClassDef) -> str:
-    for statement in node.body:
-        if isinstance(statement, ast.Assign | ast.AnnAssign) and "name" in _targets(statement) and isinstance(
-                statement.value, ast.Constant) and isinstance(statement.value.value, str):
-            return statement.value.value
-    return node.name

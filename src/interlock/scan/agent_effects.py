@@ -1,6 +1,6 @@
 """The side effects an agent tool can have, recognised from a call's dotted name: what `agent_code` looks for.
 
-A call is named by `dotted` (in `agent_code`): the attribute chain with calls elided and its root resolved
+A call is named by `dotted` (in `agent_module`): the attribute chain with calls elided and its root resolved
 through the module's imports or the type of the variable it was assigned from, so `requests.post(...)`,
 `requests.Session().post(...)` and `session.post(...)` after `session = requests.Session()` are all
 `requests.*.post`. A call on an object of unknown origin is not a side effect here (precision over recall).
