@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import re
@@ -47,6 +48,12 @@ _log = logging.getLogger(__name__)
 
 def _submit_outcome(state: RequestState, *_: Any) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     return state.outcome, state.reasons if state.outcome == "denied" else (), ()
+
+
+def _take_outcome(taken: tuple[RequestState, Consumption | None], *_: Any) -> tuple[str, tuple[str, ...],
+                                                                                    tuple[str, ...]]:
+    state, consumed = taken
+    return ("consumed", (), ()) if consumed is not None else _submit_outcome(state)
 
 
 def utc_now() -> datetime.datetime:
@@ -101,7 +108,32 @@ class Gate:
         submission = self._submission(document)
         return self._submitted(submission, await self.store.create_request_async(*submission.store_args))
 
-    def _submission(self, document: ActionRequest | dict[str, Any] | bytes | str) -> _Submission:
+    @observed("take", _take_outcome)
+    async def take_async(
+        self, document: ActionRequest | dict[str, Any] | bytes | str, executor: str
+    ) -> tuple[RequestState, Consumption | None]:
+        """`submit`, and when it is allowed, its grant consumed by `executor` in the same transaction (one commit
+        instead of two): for an enforcement point that both asks and executes, such as the MCP gateway or the
+        proxy submitting for its caller. The record is the one `submit` then `consume` leave: the decision with
+        its grant, then `grant.consumed`. A grant for another executor is refused as `consume` refuses it."""
+        submission = self._submission(document, consume_as=executor)
+        new = await self.store.create_request_async(*submission.store_args)
+        state = self._submitted(submission, new)
+        if new.grant is None:
+            return state, None
+        if new.grant.consumed_at is None:  # issued to another executor: refused, and on the record, by consume
+            spec = ActionSpec(action=submission.request.action, resource=submission.request.resource,
+                              params=submission.request.params)
+            return state, await self.consume_async(new.grant.token, executor, spec)
+        self.notifier.changed(state.request_id)
+        return state, Consumption(new.grant.jti, state.request_id, executor, submission.request.action,
+                                  submission.digest)
+
+    def _submission(
+        self, document: ActionRequest | dict[str, Any] | bytes | str, consume_as: str | None = None
+    ) -> _Submission:
+        """The request parsed, and the decision to record with it; with `consume_as`, an allow's grant is
+        recorded consumed by that executor, if it is the grant's (see `take_async`)."""
         request = document if isinstance(document, ActionRequest) else parse_request(document)
         digest = request.digest()
         now = self.clock()
@@ -125,9 +157,13 @@ class Gate:
                 grant = self._issue(request_id, request, digest, decision.policy_version, (), now)
             elif decision.outcome == "require_approval":
                 expires_at = now + datetime.timedelta(seconds=decision.approval_expires_in or 0)
-            event = self._event("request.decided", request_id, now, request=request.model_dump(mode="json"),
-                                digest=digest, decision=decision.to_json(), **_issued(grant))
-            return NewRequest(status, decision.to_json(), expires_at, [event], grant)
+            events = [self._event("request.decided", request_id, now, request=request.model_dump(mode="json"),
+                                  digest=digest, decision=decision.to_json(), **_issued(grant))]
+            if grant is not None and grant.executor == consume_as:
+                grant = dataclasses.replace(grant, consumed_at=now)
+                events.append(self._event("grant.consumed", request_id, now, jti=grant.jti, executor=consume_as,
+                                          digest=digest, policy_version=decision.policy_version))
+            return NewRequest(status, decision.to_json(), expires_at, events, grant)
 
         return _Submission(request_id, request, digest, now, record)
 

@@ -39,6 +39,10 @@ class StandIn:
         self.entered = anyio.Event()
         self.error_result = False
 
+    @property
+    def connected(self) -> bool:
+        return not self.down
+
     async def ready(self) -> None:
         if self.down:
             raise GatewayError("mcp.upstream_unavailable", "the upstream MCP server cannot be reached")

@@ -45,6 +45,25 @@ def test_an_approval_survives_an_upstream_that_is_down_when_the_call_comes_back(
     assert upstream.calls == [BIG]
 
 
+def test_a_new_call_while_the_upstream_is_down_is_decided_and_spends_no_grant(gate: Gate) -> None:
+    upstream = StandIn()
+    upstream.down = True
+    gateway = McpGateway(load_config(CONFIG), gate, upstream)
+    small = {"amount": 10, "recipient": "DE02100100100006820101"}
+
+    async def body() -> None:
+        down = await gateway.call_tool("pay", small)
+        assert interlock_meta(down)["code"] == "mcp.upstream_unavailable"
+        state = gate.status(interlock_meta(down)["request_id"])
+        assert state.outcome == "allowed" and not state.consumed  # on the record, its grant unspent
+        upstream.down = False
+        ran = await gateway.call_tool("pay", small)  # up again: decided and consumed in one transaction
+        assert not ran.isError and gate.status(interlock_meta(ran)["request_id"]).consumed
+
+    run(body)
+    assert upstream.calls == [small]
+
+
 def test_two_identical_calls_at_once_after_approval_run_it_once(gate: Gate) -> None:
     upstream = StandIn()
     upstream.hold = anyio.Event()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import itertools
 import json
@@ -126,6 +127,25 @@ def test_a_created_grant_reads_back_with_its_request(any_store: Store) -> None:
 
     assert stored == grant("grt-1", "req-1", request.digest())
     assert stored.consumed_at is None and stored.result is None
+
+
+def test_a_grant_created_consumed_reads_back_consumed_and_is_never_consumed_again(any_store: Store) -> None:
+    # Gate.take_async: decided and consumed in one transaction.
+    request = action_request()
+    digest = request.digest()
+
+    def decide(history: History) -> NewRequest:
+        taken = dataclasses.replace(grant("grt-1", "req-1", digest), consumed_at=T0)
+        return NewRequest("allowed", decision("allowed"), None, [event("request.decided", "req-1", T0),
+                                                                  event("grant.consumed", "req-1", T0)], taken)
+
+    any_store.create_request("req-1", request, digest, T0, decide)
+
+    assert any_store.get_request("req-1").grant.consumed_at == T0
+    with pytest.raises(GrantError) as again:
+        any_store.consume_grant("grt-1", _consumed_event, T0)
+    assert again.value.code == "grant.already_used"
+    assert audit_kinds(any_store) == ["request.decided", "grant.consumed"]
 
 
 def test_a_request_created_from_a_coroutine_reads_back_as_one_created_by_a_thread(any_store: Store) -> None:

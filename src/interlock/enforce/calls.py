@@ -12,7 +12,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 import anyio
 
@@ -20,8 +20,8 @@ from interlock.core.action import action_digest
 from interlock.core.errors import GrantError, InterlockError
 from interlock.results import Consumption, RequestState
 
-__all__ = ["Call", "CallGate", "Executed", "GateLike", "Ruling", "RulingKind", "Waiting", "ended_code", "report_result",
-           "waiting"]
+__all__ = ["Call", "CallGate", "Executed", "GateLike", "Ruling", "RulingKind", "TakesAtOnce", "Waiting", "ended_code",
+           "report_result", "waiting"]
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,6 +44,13 @@ class GateLike(Protocol):
     async def consume_async(self, grant: str, executor: str, action: dict[str, Any]) -> Consumption: ...
 
     def report(self, jti: str, succeeded: bool, detail: str = "", *, executor: str | None = None) -> Any: ...
+
+
+@runtime_checkable
+class TakesAtOnce(Protocol):
+    """A gate that can decide a request and consume its grant in one transaction (`Gate.take_async`)."""
+
+    async def take_async(self, document: dict[str, Any], executor: str) -> tuple[RequestState, Consumption | None]: ...
 
 
 @dataclass(frozen=True)
@@ -189,6 +196,12 @@ class CallGate:
         return consumed
 
     async def take_async(self, call: Call) -> tuple[Ruling, Consumption | None]:
+        """`decide_async`, then `consume_async` of a `run` ruling. A new call to a gate that both asks and
+        executes here, and can (`TakesAtOnce`), is decided and consumed in one transaction: one commit."""
+        if self.executor is self.requester and isinstance(self.requester, TakesAtOnce) \
+                and self._pending_request(call) is None:
+            state, consumed = await self.requester.take_async(call.request, call.executor)
+            return (Ruling("run", state), consumed) if consumed is not None else (self._submitted(call, state), None)
         ruling = await self.decide_async(call)
         return ruling, await self.consume_async(call, ruling) if ruling.kind == "run" else None
 

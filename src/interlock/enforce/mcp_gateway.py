@@ -168,6 +168,10 @@ def read_config(path: Path) -> GatewayConfig:
 class Upstream(Protocol):
     """The MCP server behind the gateway. Raises `GatewayError` (`mcp.*`) for anything but a result."""
 
+    @property
+    def connected(self) -> bool:
+        """Whether a session is open now (a call would be sent at once, with no connecting first)."""
+
     async def ready(self) -> None:
         """Return once a session is open (connecting if needed); `mcp.upstream_unavailable` otherwise."""
 
@@ -356,24 +360,31 @@ class McpGateway:
         return dict(given)  # validated with the rest of the request by the gate
 
     async def _decide(self, call: _Call) -> types.CallToolResult:
-        ruling = await self.calls.decide_async(call.gated)
+        consumed: Consumption | None = None
+        if self.upstream.connected and call.gated.digest not in self.calls.pending:
+            # A new call while the upstream is up: decided, and its grant consumed, in one transaction.
+            ruling, consumed = await self.calls.take_async(call.gated)
+        else:
+            ruling = await self.calls.decide_async(call.gated)
         if ruling.kind == "run":
-            return await self._run(call, ruling)
+            return await self._run(call, ruling, consumed)
         if ruling.kind == "held":
             return _pending(ruling.state, call.tool, call.gated.request["channel"])
         if ruling.kind == "denied":
             return _denied(ruling.state)
         return _ended(ruling.state, call.tool)
 
-    async def _run(self, call: _Call, ruling: Ruling) -> types.CallToolResult:
-        """Consume the grant (once), forward the call (once), report the result. Never retried."""
-        try:
-            # Before consuming: an upstream that is down costs no grant, and an approval survives for a retry.
-            await self.upstream.ready()
-        except GatewayError as down:
-            raise GatewayError(down.code, f"{down.message}; not executed, nothing consumed",
-                               request_id=ruling.state.request_id) from None
-        consumed = await self.calls.consume_async(call.gated, ruling)
+    async def _run(self, call: _Call, ruling: Ruling, consumed: Consumption | None) -> types.CallToolResult:
+        """Consume the grant (once) unless it already is, forward the call (once), report the result. Never
+        retried."""
+        if consumed is None:
+            try:
+                # Before consuming: an upstream that is down costs no grant, and an approval survives for a retry.
+                await self.upstream.ready()
+            except GatewayError as down:
+                raise GatewayError(down.code, f"{down.message}; not executed, nothing consumed",
+                                   request_id=ruling.state.request_id) from None
+            consumed = await self.calls.consume_async(call.gated, ruling)
         try:
             result = await self.upstream.call_tool(call.tool, call.arguments, self.config.call_timeout,
                                                    self._execution(call, consumed))

@@ -95,6 +95,10 @@ class ConnectedUpstream:
             attempt.set()
             await stop.wait()
 
+    @property
+    def connected(self) -> bool:
+        return self._session is not None and not self._stop.is_set()
+
     async def ready(self) -> None:
         """Return once a session is open, connecting if needed; `mcp.upstream_unavailable` otherwise."""
         await self._current()
@@ -155,27 +159,19 @@ class ConnectedUpstream:
                         meta: dict[str, Any] | None = None) -> types.CallToolResult:
         """Send one tools/call and wait at most `timeout`; never re-sent. The result is passed on unvalidated."""
         session = await self._current()
-        stop = self._stop
         request = types.ClientRequest(types.CallToolRequest(params=types.CallToolRequestParams.model_validate(
             {"name": name, "arguments": arguments, **({"_meta": meta} if meta else {})})))
-        result: types.CallToolResult | None = None
         try:
+            # An upstream that goes away (a stdio server that exited) fails the wait at once (UpstreamSession).
             with anyio.fail_after(timeout):
-                async with anyio.create_task_group() as call:
-                    # The upstream going away (a stdio server that exited) ends the wait at once.
-                    call.start_soon(_cancel_on, stop, call.cancel_scope)
-                    result = await session.send_request(request, types.CallToolResult)
-                    call.cancel_scope.cancel()
+                return await session.send_request(request, types.CallToolResult)
         except TimeoutError:
             # Abandoned: the session is ended (a stdio upstream is stopped), so the call cannot finish unseen later.
             self.drop(session)
             raise GatewayError("mcp.upstream_timeout", f"the upstream did not answer `{name}` within {timeout:g} s"
                                " and was stopped: it may or may not have acted") from None
         except Exception as exc:  # noqa: BLE001 - every failure becomes the agent's error, named
-            raise self._failure(session, _single(exc), f"calling `{name}`") from None
-        if result is None:
-            raise self._failure(session, ConnectionError("the upstream went away"), f"calling `{name}`")
-        return result
+            raise self._failure(session, exc, f"calling `{name}`") from None
 
     def _failure(self, session: UpstreamSession, exc: Exception, doing: str) -> GatewayError:
         if isinstance(exc, McpError) and exc.error.code != types.CONNECTION_CLOSED:
@@ -186,18 +182,6 @@ class ConnectedUpstream:
         self.drop(session)
         return GatewayError("mcp.upstream_failed", f"the connection to the upstream was lost while {doing}: it may"
                                                    f" or may not have acted ({_describe(exc)})")
-
-
-async def _cancel_on(event: anyio.Event, scope: anyio.CancelScope) -> None:
-    await event.wait()
-    scope.cancel()
-
-
-def _single(exc: Exception) -> Exception:
-    """The one error inside task-group wrappers (a call has a single failure)."""
-    while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
 
 
 def _describe(exc: BaseException) -> str:

@@ -75,7 +75,7 @@ class NewRequest:
     decision: dict[str, Any]
     expires_at: datetime.datetime | None
     events: list[AuditEvent]
-    grant: GrantRecord | None = None
+    grant: GrantRecord | None = None  # written consumed when its `consumed_at` is set (`Gate.take_async`)
 
 
 @dataclass(frozen=True)

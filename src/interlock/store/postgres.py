@@ -530,10 +530,11 @@ def _notify(conn: psycopg.Connection[Any], request_id: str) -> None:
 
 def _insert_grant(conn: psycopg.Connection[Any], grant: GrantRecord) -> None:
     conn.execute(
-        "INSERT INTO grants (jti, request_id, executor, token, digest, policy_version, issued_at, expires_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        "INSERT INTO grants (jti, request_id, executor, token, digest, policy_version, issued_at, expires_at,"
+        " consumed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (grant.jti, grant.request_id, grant.executor, grant.token, grant.digest, grant.policy_version,
-         to_micros(grant.issued_at), to_micros(grant.expires_at)),
+         to_micros(grant.issued_at), to_micros(grant.expires_at),
+         to_micros(grant.consumed_at) if grant.consumed_at else None),
     )
 
 

@@ -577,10 +577,11 @@ class SqliteStore:
     @staticmethod
     def _insert_grant(db: sqlite3.Connection, grant: GrantRecord) -> None:
         db.execute(
-            "INSERT INTO grants (jti, request_id, executor, token, digest, policy_version, issued_at, expires_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO grants (jti, request_id, executor, token, digest, policy_version, issued_at, expires_at,"
+            " consumed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (grant.jti, grant.request_id, grant.executor, grant.token, grant.digest, grant.policy_version,
-             to_micros(grant.issued_at), to_micros(grant.expires_at)),
+             to_micros(grant.issued_at), to_micros(grant.expires_at),
+             to_micros(grant.consumed_at) if grant.consumed_at else None),
         )
 
     @staticmethod
