@@ -46,6 +46,8 @@ from interlock.store.rows import (
     credential_from_row,
     from_micros,
     grant_from_row,
+    grant_row,
+    optional_micros,
     signoff_from_row,
     sqlite_real,
     to_micros,
@@ -240,7 +242,7 @@ class PostgresStore:
                 " created_at, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (request_id, principal, request.action, digest, request.model_dump_json(), new.status,
                  json.dumps(new.decision), to_micros(created_at),
-                 to_micros(new.expires_at) if new.expires_at else None),
+                 optional_micros(new.expires_at)),
             )
             if new.grant:
                 _insert_grant(conn, new.grant)
@@ -529,13 +531,8 @@ def _notify(conn: psycopg.Connection[Any], request_id: str) -> None:
 
 
 def _insert_grant(conn: psycopg.Connection[Any], grant: GrantRecord) -> None:
-    conn.execute(
-        "INSERT INTO grants (jti, request_id, executor, token, digest, policy_version, issued_at, expires_at,"
-        " consumed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (grant.jti, grant.request_id, grant.executor, grant.token, grant.digest, grant.policy_version,
-         to_micros(grant.issued_at), to_micros(grant.expires_at),
-         to_micros(grant.consumed_at) if grant.consumed_at else None),
-    )
+    conn.execute("INSERT INTO grants (jti, request_id, executor, token, digest, policy_version, issued_at, expires_at,"
+                 " consumed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", grant_row(grant))
 
 
 def _grant(conn: psycopg.Connection[Any], jti: str) -> GrantRecord | None:

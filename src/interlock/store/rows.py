@@ -53,6 +53,17 @@ def sqlite_real(text: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def optional_micros(at: datetime.datetime | None) -> int | None:
+    return None if at is None else to_micros(at)
+
+
+def grant_row(grant: GrantRecord) -> tuple[Any, ...]:
+    """A new grant's values, in the order of the stores' INSERT: jti, request_id, executor, token, digest,
+    policy_version, issued_at, expires_at, consumed_at (set when it was taken at once: `Gate.take_async`)."""
+    return (grant.jti, grant.request_id, grant.executor, grant.token, grant.digest, grant.policy_version,
+            to_micros(grant.issued_at), to_micros(grant.expires_at), optional_micros(grant.consumed_at))
+
+
 def grant_from_row(row: tuple[Any, ...]) -> GrantRecord:
     return GrantRecord(
         jti=row[0], request_id=row[1], executor=row[2], token=row[3], digest=row[4], policy_version=row[5],

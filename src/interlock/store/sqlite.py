@@ -41,6 +41,8 @@ from interlock.store.rows import (
     credential_from_row,
     from_micros,
     grant_from_row,
+    grant_row,
+    optional_micros,
     rfc3339,
     signoff_from_row,
     to_micros,
@@ -215,7 +217,7 @@ class SqliteStore:
                 (
                     request_id, request.principal.id, request.action, digest,
                     request.model_dump_json(), new.status, json.dumps(new.decision), to_micros(created_at),
-                    to_micros(new.expires_at) if new.expires_at else None,
+                    optional_micros(new.expires_at),
                 ),
             )
             if new.grant:
@@ -576,13 +578,8 @@ class SqliteStore:
 
     @staticmethod
     def _insert_grant(db: sqlite3.Connection, grant: GrantRecord) -> None:
-        db.execute(
-            "INSERT INTO grants (jti, request_id, executor, token, digest, policy_version, issued_at, expires_at,"
-            " consumed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (grant.jti, grant.request_id, grant.executor, grant.token, grant.digest, grant.policy_version,
-             to_micros(grant.issued_at), to_micros(grant.expires_at),
-             to_micros(grant.consumed_at) if grant.consumed_at else None),
-        )
+        db.execute("INSERT INTO grants (jti, request_id, executor, token, digest, policy_version, issued_at,"
+                   " expires_at, consumed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", grant_row(grant))
 
     @staticmethod
     def _grant(db: sqlite3.Connection, jti: str) -> GrantRecord | None:

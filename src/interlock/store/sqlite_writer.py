@@ -179,10 +179,7 @@ class GroupCommitWriter:
             failed = error
         except sqlite3.Error as exc:
             failed = StoreError("store.unavailable", f"SQLite store failed: {exc}")
-        for write in batch:
-            if failed is not None and write.error is None:
-                write.result, write.error = None, failed
-            write.done = True
+        _settle(batch, failed)
         if cancelled:
             raise asyncio.CancelledError
 
@@ -209,6 +206,7 @@ class GroupCommitWriter:
             await asyncio.sleep(pause)
 
     def _commit(self, batch: list[_Write[Any]], deadline: float) -> None:
+        failed: StoreError | None = None
         try:
             with self._file_lock(deadline), self._connection() as db:
                 if self._write_batch(db, batch):
@@ -217,12 +215,7 @@ class GroupCommitWriter:
             failed = error
         except sqlite3.Error as exc:
             failed = StoreError("store.unavailable", f"SQLite store failed: {exc}")
-        else:
-            failed = None
-        for write in batch:
-            if failed is not None and write.error is None:
-                write.result, write.error = None, failed
-            write.done = True
+        _settle(batch, failed)
 
     @staticmethod
     def _write_batch(db: sqlite3.Connection, batch: list[_Write[Any]], *, begun: bool = False) -> bool:
@@ -302,6 +295,14 @@ def _lock_pauses() -> Iterator[float]:
     while True:
         yield pause
         pause = min(pause * 2, 0.002)
+
+
+def _settle(batch: list[_Write[Any]], failed: StoreError | None) -> None:
+    """Mark the batch's writes done; when the transaction failed, each that had no error of its own has its error."""
+    for write in batch:
+        if failed is not None and write.error is None:
+            write.result, write.error = None, failed
+        write.done = True
 
 
 def _answer(queued: list[tuple[_Write[Any], asyncio.Future[Any]]]) -> None:
