@@ -122,9 +122,7 @@ class Gate:
         if new.grant is None:
             return state, None
         if new.grant.consumed_at is None:  # issued to another executor: refused, and on the record, by consume
-            spec = ActionSpec(action=submission.request.action, resource=submission.request.resource,
-                              params=submission.request.params)
-            return state, await self.consume_async(new.grant.token, executor, spec)
+            return state, await self.consume_async(new.grant.token, executor, submission.request.spec())
         self.notifier.changed(state.request_id)
         return state, Consumption(new.grant.jti, state.request_id, executor, submission.request.action,
                                   submission.digest)

@@ -21,7 +21,7 @@ _log = logging.getLogger(__name__)
 class Observation:
     """One gate operation as seen from outside: what it was, how it ended, why, and how long it took."""
 
-    operation: str  # submit | approve | consume
+    operation: str  # submit | approve | consume | take (a submit and its consume in one: Gate.take_async)
     outcome: str  # submit: allowed|denied|pending_approval; approve: approve|reject; consume: consumed; or refused
     codes: tuple[str, ...]  # the refusal's code, or a deny decision's reasons
     seconds: float

@@ -361,10 +361,9 @@ class McpGateway:
 
     async def _decide(self, call: _Call) -> types.CallToolResult:
         consumed: Consumption | None = None
-        if self.upstream.connected and call.gated.digest not in self.calls.pending:
-            # A new call while the upstream is up: decided, and its grant consumed, in one transaction.
+        if self.upstream.connected:  # decided and consumed at once (a new call in one transaction)
             ruling, consumed = await self.calls.take_async(call.gated)
-        else:
+        else:  # decided now, consumed only once the upstream is ready (see _run)
             ruling = await self.calls.decide_async(call.gated)
         if ruling.kind == "run":
             return await self._run(call, ruling, consumed)

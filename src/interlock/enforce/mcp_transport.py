@@ -97,6 +97,7 @@ class ConnectedUpstream:
 
     @property
     def connected(self) -> bool:
+        """Whether a session is open now (a call would be sent at once, with no connecting first)."""
         return self._session is not None and not self._stop.is_set()
 
     async def ready(self) -> None:
@@ -104,11 +105,11 @@ class ConnectedUpstream:
         await self._current()
 
     async def _current(self) -> UpstreamSession:
-        session = self._session
-        if session is not None and not self._stop.is_set():
-            return session
+        if self.connected:
+            assert self._session is not None  # what `connected` checked
+            return self._session
         async with self._connecting:
-            if self._session is None or self._stop.is_set():
+            if not self.connected:
                 if self._closing:
                     raise GatewayError("mcp.upstream_unavailable", "the gateway is stopping")
                 self._attempt = attempt = anyio.Event()
