@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 
 from .conftest import KNOWN_RECIPIENTS, Api, consumption, expect_error, submission
@@ -119,3 +121,17 @@ def test_an_approver_with_a_second_credential_is_still_the_same_person(api: Api)
                           headers={"Authorization": f"Bearer {second}"},
                           json={"decision": "approve", "binding_code": code}),
                  409, "approval.duplicate")
+
+
+@pytest.mark.parametrize(("method", "path"), [(m, p) for m, p, body in ENDPOINTS if body is not None])
+def test_the_body_of_an_unauthenticated_call_is_not_read(api: Api, method: str, path: str) -> None:
+    pulled: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in range(64):  # 1 MiB in all, the body limit
+            pulled.append(chunk)
+            yield b" " * 16384
+
+    expect_error(api.call(method, path, headers={"Authorization": "Bearer ilk_" + "A" * 43}, content=body()),
+                 401, "auth.invalid")
+    assert pulled == []  # refused on its header alone

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fastapi import Depends, Request
@@ -43,64 +42,26 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def authenticate(request: Request, token: str | None) -> Identity:
+async def authenticate(request: Request, token: str | None) -> Identity:
     """The identity of a bearer token: a registered credential (`ilk_...`), else, when the server accepts them,
-    a JWT of the configured OpenID provider (always a principal)."""
-    oidc = _provider_of(request, token)
-    if oidc is not None:
-        return oidc.authenticate(token or "")
-    return credentials_of(request).authenticate(token)
-
-
-def _provider_of(request: Request, token: str | None) -> OidcBearer | None:
-    """The OpenID provider that authenticates `token`, or None when the credential registry does."""
+    a JWT of the configured OpenID provider (always a principal). A registry lookup the store can do on the
+    event loop (a local file) runs there; a provider's token and a remote store's lookup on a worker thread."""
     oidc: OidcBearer | None = request.app.state.oidc
-    return oidc if oidc is not None and token and not token.startswith(TOKEN_PREFIX) else None
-
-
-@dataclass(frozen=True)
-class Bearer:
-    """A call's bearer token, read from its header but not yet looked up in the registry."""
-
-    request: Request
-    token: str | None
-    roles: tuple[Role, ...]
-
-    def identity(self) -> Identity:
-        """The caller, refused with `auth.forbidden` unless it holds one of the roles. Reads the store: call it
-        on a worker thread, in the same hop as the work it authorizes where there is one (a hop costs more
-        than the read)."""
-        return self._allowed(authenticate(self.request, self.token))
-
-    async def identity_async(self) -> Identity:
-        """`identity()` on the event loop: a registry lookup the store can do there (a local file) runs on the
-        loop's thread; an OpenID provider's token and a remote store's lookup run on a worker thread."""
-        oidc = _provider_of(self.request, self.token)
-        if oidc is not None:
-            return self._allowed(await run_in_threadpool(oidc.authenticate, self.token or ""))
-        return self._allowed(await credentials_of(self.request).authenticate_async(self.token))
-
-    def _allowed(self, identity: Identity) -> Identity:
-        if identity.role not in self.roles:
-            needed = " or ".join(self.roles)
-            raise AuthError("auth.forbidden", f"a {identity.role} credential cannot do this; it needs {needed}")
-        return identity
-
-
-def bearer(*roles: Role) -> Callable[..., Awaitable[Bearer]]:
-    """A dependency: the call's bearer token, to be authenticated for one of `roles` by `Bearer.identity()`."""
-
-    async def read(request: Request, _: object = Depends(_bearer_scheme)) -> Bearer:
-        return Bearer(request, bearer_token(request), roles)
-
-    return read
+    if oidc is not None and token and not token.startswith(TOKEN_PREFIX):
+        return await run_in_threadpool(oidc.authenticate, token)
+    return await credentials_of(request).authenticate_async(token)
 
 
 def caller(*roles: Role) -> Callable[..., Awaitable[Identity]]:
-    """A dependency: the authenticated caller, refused with `auth.forbidden` unless it holds one of `roles`."""
+    """A dependency: the authenticated caller, refused with `auth.forbidden` unless it holds one of `roles`.
+    It runs before the route reads the body."""
 
     async def authenticated(request: Request, _: object = Depends(_bearer_scheme)) -> Identity:
-        return await run_in_threadpool(Bearer(request, bearer_token(request), roles).identity)
+        identity = await authenticate(request, bearer_token(request))
+        if identity.role not in roles:
+            needed = " or ".join(roles)
+            raise AuthError("auth.forbidden", f"a {identity.role} credential cannot do this; it needs {needed}")
+        return identity
 
     return authenticated
 

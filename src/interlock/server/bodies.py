@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -20,44 +19,23 @@ def _too_large() -> RequestError:
     return RequestError("input.too_large", f"the body is over the {MAX_BODY_BYTES} byte limit")
 
 
-@dataclass(frozen=True)
-class Body:
-    """A request body read up to the limit; parsed by `object()` or `model()`, on whichever thread runs them."""
-
-    data: bytes | None  # None: the body passed the limit and was not read further
-
-    def object(self) -> dict[str, Any]:
-        """The body as a strict JSON object."""
-        if self.data is None:
-            raise _too_large()
-        value = strict_json.parse(self.data)
-        if not isinstance(value, dict):
-            raise RequestError("input.invalid", f"expected a JSON object, got {type(value).__name__}")
-        return value
-
-    def model(self, model: type[M]) -> M:
-        return from_value(model, self.object())
-
-
-async def read_body(request: Request) -> Body:
-    """The body, read until it passes the limit (a declared length over it is not read at all)."""
+async def read_object(request: Request) -> dict[str, Any]:
+    """The body as a strict JSON object; refused before it is read in full once it passes the limit."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return Body(None)
+        raise _too_large()
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            return Body(None)
+            raise _too_large()
         chunks.append(chunk)
-    return Body(b"".join(chunks))
-
-
-async def read_object(request: Request) -> dict[str, Any]:
-    """The body as a strict JSON object; refused before it is read in full once it passes the limit."""
-    return (await read_body(request)).object()
+    value = strict_json.parse(b"".join(chunks))
+    if not isinstance(value, dict):
+        raise RequestError("input.invalid", f"expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 async def read_model(request: Request, model: type[M]) -> M:
-    return (await read_body(request)).model(model)
+    return from_value(model, await read_object(request))

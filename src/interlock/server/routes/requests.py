@@ -17,8 +17,8 @@ from interlock.core.errors import AuthError
 from interlock.credentials import Identity
 from interlock.gate import Gate
 from interlock.results import RequestReview, RequestState, review_json
-from interlock.server.auth import Bearer, approver_takes_part, bearer, caller, gate_of
-from interlock.server.bodies import read_body, read_model
+from interlock.server.auth import approver_takes_part, caller, gate_of
+from interlock.server.bodies import read_model, read_object
 from interlock.server.schemas import (
     ApprovalBody,
     BreakGlassBody,
@@ -43,18 +43,16 @@ _WAIT = "long-poll: return as soon as the state changes, or after this many seco
 
 @router.post("", status_code=201, response_model=None, openapi_extra=request_body(SubmitBody),
              responses={201: {"model": RequestStateBody}, **refusals(400, 401, 403, 413, 503)})
-async def submit(request: Request, credential: Annotated[Bearer, Depends(bearer("principal"))]) -> JSONResponse:
+async def submit(request: Request, principal: Annotated[Identity, Depends(caller("principal"))]) -> JSONResponse:
     """Submit an action request as the calling principal; the registry supplies its kind and attributes."""
-    body = await read_body(request)
-    # On the event loop's thread, all of it but the commit (see GroupCommitWriter.run_async).
-    principal = await credential.identity_async()
-    document = body.object()
+    document = await read_object(request)
     claimed = document.pop("principal", None)
     if claimed is not None:
         _check_claim(from_value(ClaimedPrincipal, claimed), principal)
     document["principal"] = principal.principal()
     # The requester's declared channel: how the request reached it (e.g. `chat`); `api` if it says nothing.
     document.setdefault("channel", API_CHANNEL)
+    # On the event loop's thread, all of it but the commit (see GroupCommitWriter.run_async).
     state = await gate_of(request).submit_async(document)
     return JSONResponse(state.to_json(), status_code=201)
 
