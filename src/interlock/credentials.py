@@ -12,7 +12,8 @@ from typing import Any, get_args
 from interlock.core import strict_json
 from interlock.core.action import PrincipalKind
 from interlock.core.errors import AuthError, RequestError
-from interlock.gate import Clock, new_id, utc_now
+from interlock.gate import Clock, utc_now
+from interlock.ids import new_id
 from interlock.store.base import AuditEvent, CredentialRecord, Role, Store
 
 __all__ = ["ROLES", "TOKEN_PREFIX", "Credentials", "Identity", "IssuedCredential", "Role", "describe", "token_sha256"]

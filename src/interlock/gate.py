@@ -6,7 +6,6 @@ import dataclasses
 import datetime
 import logging
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from interlock.core.errors import ApprovalError, GrantError, InterlockError, Pol
 from interlock.core.grant import DEFAULT_TTL_SECONDS, GrantDetails, build_claims, check_claims
 from interlock.core.policy import ApprovalRequirement, Policy
 from interlock.grant_tokens import GrantTokens
+from interlock.ids import new_id
 from interlock.keys import KeyRing
 from interlock.ledger import Ledger
 from interlock.notify import Notifier
@@ -58,10 +58,6 @@ def _take_outcome(taken: tuple[RequestState, Consumption | None], *_: Any) -> tu
 
 def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
 
 
 PendingHook = Callable[[RequestState, ActionRequest], None]

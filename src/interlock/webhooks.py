@@ -31,7 +31,6 @@ import logging
 import os
 import queue
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +40,7 @@ from interlock.core.action import ActionRequest
 from interlock.core.errors import InterlockError, PolicyError
 from interlock.core.policy import GROUP_PREFIX, Policy
 from interlock.gate import Gate
+from interlock.ids import new_id
 from interlock.results import RequestState
 from interlock.store.base import AuditEvent, BreakGlassReview
 
@@ -171,7 +171,7 @@ class Webhooks:
         """The Gate's `on_pending` hook: one delivery per notified group that a matched rule names."""
         for group in self._groups(state):
             target = self.targets[group]
-            delivery = Delivery(f"dlv_{uuid.uuid4().hex}", state.request_id, target,
+            delivery = Delivery(new_id("dlv"), state.request_id, target,
                                 self._body(state, request, group))
             try:
                 self._queue.put_nowait(delivery)
@@ -195,7 +195,7 @@ class Webhooks:
                 "review_due": review.due_at.isoformat(),
                 "inbox_url": f"{self.base_url}/inbox/requests/{state.request_id}",
             }
-            delivery = Delivery(f"dlv_{uuid.uuid4().hex}", state.request_id, target,
+            delivery = Delivery(new_id("dlv"), state.request_id, target,
                                 json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
             try:
                 self._queue.put_nowait(delivery)
