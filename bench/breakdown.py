@@ -7,7 +7,12 @@ machine's noise lands on all of them alike:
 - the WAL frames (pages) that one allowed submit and one consume write: the WAL is emptied before each
   (`wal_checkpoint(TRUNCATE)`) and its frames counted after;
 - `Gate.submit` and `Gate.consume` with the store in the bench directory and on tmpfs (`/dev/shm`), where
-  an fsync costs nothing: what is left there is CPU.
+  an fsync costs nothing: what is left there is CPU;
+- the floor (b) as a2 runs it: its four primitives timed alone (as `make bench` times them), the same four
+  called in sequence, and in sequence with the one-row commit replaced by the rows an allowed submit must
+  commit (its request, grant and audit entry, copied from a real submit into a store with the real
+  schema), next to a2 itself. No Interlock code runs in the last two, so they bound what any change to it
+  could reach.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import ACTION_BYTES, EXECUTOR, REQUEST_BYTES
+from bench.floor import FLOOR_KEYS, canonical_digest_subject, cel_subject, signature_subject, sqlite_commit_subject
 from bench.interlock_paths import open_gate
 from bench.measure import timed_block
 from interlock.gate import Gate
+from interlock.ids import new_id
 
 TMPFS = Path("/dev/shm")
 PAGES = (1, 3, 10)
@@ -91,6 +98,58 @@ def gate_times(gates: dict[str, Gate], rounds: int, calls: int) -> dict[str, dic
     return {where: {op: statistics.median(values) for op, values in ops.items()} for where, ops in samples.items()}
 
 
+def _allowed_submit_rows(directory: Path) -> Callable[[], None]:
+    """A commit of exactly the rows one allowed submit writes, with fresh ids, into a store of the real schema."""
+    gate = open_gate(directory)
+    gate.submit(REQUEST_BYTES)
+    gate.store.close()
+    db = sqlite3.connect(directory / "interlock.db", isolation_level=None)
+    db.execute("PRAGMA synchronous=FULL")
+    request = db.execute("SELECT * FROM requests").fetchone()
+    grant = db.execute("SELECT * FROM grants").fetchone()
+    leaf = db.execute("SELECT leaf, leaf_hash FROM audit").fetchone()
+    insert_request = f"INSERT INTO requests VALUES ({', '.join('?' * len(request))})"
+    insert_grant = f"INSERT INTO grants VALUES ({', '.join('?' * len(grant))})"
+
+    def commit() -> None:
+        request_id, jti = new_id("req"), new_id("grt")  # as the gate's
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(insert_request, (request_id, *request[1:]))
+        db.execute(insert_grant, (jti, request_id, *grant[2:]))
+        (index,) = db.execute("SELECT max(idx) + 1 FROM audit").fetchone()
+        db.execute("INSERT INTO audit (idx, leaf, leaf_hash) VALUES (?, ?, ?)", (index, *leaf))
+        db.execute("COMMIT")
+
+    return commit
+
+
+def floor_as_a2_runs_it(directory: Path, gate: Gate, rounds: int, calls: int) -> dict[str, float]:
+    """Median ns of each floor primitive alone, of the four in sequence, of the three with a2's rows, and of a2."""
+    grant = gate.submit(REQUEST_BYTES).grant or ""
+    cel, jcs, ed25519 = cel_subject().fn, canonical_digest_subject().fn, signature_subject(grant).fn
+    (directory / "floor").mkdir()
+    (directory / "rows").mkdir()
+    one_row = sqlite_commit_subject(directory / "floor").fn
+    a2_rows = _allowed_submit_rows(directory / "rows")
+
+    def in_sequence() -> None:
+        cel(), jcs(), ed25519(), one_row()
+
+    def with_a2_rows() -> None:
+        cel(), jcs(), ed25519(), a2_rows()
+
+    subjects = {"b.cel": cel, "b.jcs": jcs, "b.ed25519": ed25519, "b.sqlite": one_row, "a2 rows": a2_rows,
+                "floor in sequence": in_sequence, "floor with a2 rows": with_a2_rows,
+                "a2": lambda: gate.submit(REQUEST_BYTES)}
+    samples: dict[str, list[int]] = {key: [] for key in subjects}
+    for fn in subjects.values():
+        timed_block(fn, calls)  # warm-up
+    for _ in range(rounds):
+        for key, fn in subjects.items():
+            samples[key] += timed_block(fn, calls)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.breakdown", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds of gate calls (default 20)")
@@ -133,7 +192,19 @@ def main() -> int:
         console.print(f"WAL frames per commit (median of 40): allowed submit {fresh['submit']:g} on a fresh store,"
                       f" {grown['submit']:g} once it holds {requests:,} requests; consume {fresh['consume']:g} /"
                       f" {grown['consume']:g}")
+        console.print(_floor_table(floor_as_a2_runs_it(directory, gates["bench dir"], args.rounds, args.calls)))
     return 0
+
+
+def _floor_table(medians: dict[str, float]) -> Table:
+    floor = sum(medians[key] for key in FLOOR_KEYS)
+    table = Table(title="the floor (b) as a2 runs it, in interleaved rounds (bench dir)")
+    for column in ("subject", "median", "× floor"):
+        table.add_column(column, justify="right")
+    for key, median in medians.items():
+        table.add_row(key, f"{median / 1e3:.1f} µs", f"{median / floor:.2f}")
+    table.add_row("floor (b): the four alone, summed", f"{floor / 1e3:.1f} µs", "1.00")
+    return table
 
 
 def _count_requests(path: Path) -> int:
