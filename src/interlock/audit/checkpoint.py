@@ -36,7 +36,7 @@ class Signature:
 
     def line(self) -> str:
         """The signature line, newline included."""
-        return f"{SIGNATURE_PREFIX}{self.name} {_b64(self.key_id + self.signature)}\n"
+        return f"{SIGNATURE_PREFIX}{self.name} {b64(self.key_id + self.signature)}\n"
 
 
 @dataclass(frozen=True)
@@ -62,31 +62,17 @@ class VerifierKey:
     @classmethod
     def from_public_key(cls, name: str, public_key: bytes) -> VerifierKey:
         """The verifier key for an Ed25519 public key under `name`."""
-        _check_name(name, "audit.bad_key")
-        try:
-            Ed25519PublicKey.from_public_bytes(public_key)
-        except ValueError:
-            raise AuditError("audit.bad_key", "not a 32-byte Ed25519 public key") from None
-        return cls(name, key_id(name, public_key), public_key)
+        check_key_name(name, "audit.bad_key")
+        return cls(name, key_id(name, ed25519_public_key(public_key)), public_key)
 
     @classmethod
     def parse(cls, vkey: str) -> VerifierKey:
         """Parse `name+hexkeyid+base64(0x01 || public key)` strictly; the key ID must match the key."""
-        parts = vkey.split("+", 2)
-        if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
-            raise AuditError("audit.bad_key", "a verifier key is name+keyid+key")
-        name, hex_id, encoded = parts
-        raw = _unb64(encoded, "audit.bad_key")
-        if len(raw) != 33 or raw[0] != ED25519:
-            raise AuditError("audit.bad_key", "not an Ed25519 verifier key")
-        key = cls.from_public_key(name, raw[1:])
-        if key.key_id.hex() != hex_id:
-            raise AuditError("audit.bad_key", "the key ID does not match the key")
-        return key
+        return cls.from_public_key(*parse_vkey(vkey, ED25519))
 
     def encode(self) -> str:
         """The `name+hexkeyid+base64(0x01 || public key)` form."""
-        return f"{self.name}+{self.key_id.hex()}+{_b64(bytes([ED25519]) + self.public_key)}"
+        return encode_vkey(self.name, self.public_key, ED25519)
 
     def verify(self, text: str, signature: bytes) -> bool:
         """Is `signature` this key's Ed25519 signature of the note text?"""
@@ -105,7 +91,7 @@ class NoteSigner:
     private_key: Ed25519PrivateKey
 
     def __post_init__(self) -> None:
-        _check_name(self.name, "audit.bad_key")
+        check_key_name(self.name, "audit.bad_key")
 
     @property
     def verifier(self) -> VerifierKey:
@@ -129,16 +115,46 @@ class Checkpoint:
 
     def text(self) -> str:
         """The note text this checkpoint is signed as."""
-        lines = [self.origin, str(self.size), _b64(self.root), *self.extensions]
+        lines = [self.origin, str(self.size), b64(self.root), *self.extensions]
         text = "".join(line + "\n" for line in lines)
         if parse_checkpoint(text) != self:
             raise AuditError("audit.bad_checkpoint", "this checkpoint cannot be written as a note")
         return text
 
 
-def key_id(name: str, public_key: bytes) -> bytes:
-    """The C2SP key ID: SHA-256(name || 0x0A || 0x01 || public key)[:4]."""
-    return hashlib.sha256(name.encode() + b"\n" + bytes([ED25519]) + public_key).digest()[:4]
+def key_id(name: str, public_key: bytes, kind: int = ED25519) -> bytes:
+    """The C2SP key ID: SHA-256(name || 0x0A || signature type || public key)[:4]."""
+    return hashlib.sha256(name.encode() + b"\n" + bytes([kind]) + public_key).digest()[:4]
+
+
+def ed25519_public_key(public_key: bytes) -> bytes:
+    """`public_key` if it is a 32-byte Ed25519 public key; `audit.bad_key` otherwise."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key)
+    except ValueError:
+        raise AuditError("audit.bad_key", "not a 32-byte Ed25519 public key") from None
+    return public_key
+
+
+def parse_vkey(vkey: str, kind: int) -> tuple[str, bytes]:
+    """Name and public key of a C2SP vkey `name+hexkeyid+base64(kind || Ed25519 public key)`, read strictly:
+    the signature type must be `kind` and the key ID must be the key's."""
+    parts = vkey.split("+", 2)
+    if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
+        raise AuditError("audit.bad_key", "a verifier key is name+keyid+key")
+    name, hex_id, encoded = parts
+    check_key_name(name, "audit.bad_key")
+    raw = unb64(encoded, "audit.bad_key")
+    if len(raw) != 33 or raw[0] != kind:
+        raise AuditError("audit.bad_key", f"not an Ed25519 key of signature type 0x{kind:02x}")
+    public_key = ed25519_public_key(raw[1:])
+    if key_id(name, public_key, kind).hex() != hex_id:
+        raise AuditError("audit.bad_key", "the key ID does not match the key")
+    return name, public_key
+
+
+def encode_vkey(name: str, public_key: bytes, kind: int) -> str:
+    return f"{name}+{key_id(name, public_key, kind).hex()}+{b64(bytes([kind]) + public_key)}"
 
 
 def parse_note(message: str | bytes) -> Note:
@@ -209,7 +225,7 @@ def parse_checkpoint(text: str) -> Checkpoint:
         raise AuditError("audit.bad_checkpoint", "the origin line is empty")
     if not _SIZE.fullmatch(size) or int(size) >= 1 << 63:
         raise AuditError("audit.bad_checkpoint", "the tree size is not a decimal without leading zeros")
-    root = _unb64(root_hash, "audit.bad_checkpoint")
+    root = unb64(root_hash, "audit.bad_checkpoint")
     if len(root) != HASH_SIZE:
         raise AuditError("audit.bad_checkpoint", f"the root hash is not {HASH_SIZE} bytes")
     if not all(extensions):
@@ -236,8 +252,8 @@ def _parse_signature(line: str) -> Signature:
     name, space, encoded = line[len(SIGNATURE_PREFIX) :].partition(" ")
     if not space:
         raise AuditError("audit.bad_note", "a signature line is a key name, a space and a signature")
-    _check_name(name, "audit.bad_note")
-    raw = _unb64(encoded, "audit.bad_note")
+    check_key_name(name, "audit.bad_note")
+    raw = unb64(encoded, "audit.bad_note")
     if len(raw) < 5:
         raise AuditError("audit.bad_note", "a signature is a 4-byte key ID and at least one byte")
     return Signature(name, raw[:4], raw[4:])
@@ -248,20 +264,22 @@ def _check_characters(text: str, code: str) -> None:
         raise AuditError(code, "no control characters but newlines are allowed")
 
 
-def _check_name(name: str, code: str) -> None:
+def check_key_name(name: str, code: str) -> None:
     if not name or any(c.isspace() or c == "+" for c in name):
         raise AuditError(code, f"key name {name!r} is empty or has a space or a plus")
 
 
-def _b64(raw: bytes) -> str:
+def b64(raw: bytes) -> str:
+    """Standard base64 (RFC 4648 §4), as notes and checkpoints spell it."""
     return base64.b64encode(raw).decode("ascii")
 
 
-def _unb64(text: str, code: str) -> bytes:
+def unb64(text: str, code: str) -> bytes:
+    """Standard base64 decoded strictly: refused (`code`) unless `text` is its one canonical spelling."""
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise AuditError(code, "not standard base64") from None
-    if _b64(raw) != text:  # one spelling only: no stray padding bits, no missing padding
+    if b64(raw) != text:  # one spelling only: no stray padding bits, no missing padding
         raise AuditError(code, "not canonical base64")
     return raw

@@ -1,0 +1,109 @@
+"""C2SP tlog-cosignature v1 (Ed25519): a witness's timestamped signature on a checkpoint it checked.
+
+A cosignature is a note signature line from a key of signature type 0x04. Its bytes are a big-endian u64
+POSIX timestamp and an Ed25519 signature over `cosignature/v1\\n`, `time <timestamp>\\n` and the checkpoint's
+note text: "as of that time, the largest consistent tree this witness saw for the log has this root".
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from interlock.audit.checkpoint import (
+    Signature,
+    check_key_name,
+    ed25519_public_key,
+    encode_vkey,
+    key_id,
+    parse_note,
+    parse_vkey,
+)
+from interlock.core.errors import AuditError
+
+COSIGNATURE_V1 = 0x04
+_TIMESTAMP = struct.Struct(">Q")
+_MAX_TIMESTAMP = (1 << 63) - 1
+
+
+def cosigned_message(text: str, timestamp: int) -> bytes:
+    """What a v1 cosignature signs: the header line, the time line and the checkpoint's note text."""
+    if not 0 <= timestamp <= _MAX_TIMESTAMP:
+        raise AuditError("audit.bad_cosignature", "a cosignature's time is 0 to 2^63-1")
+    return f"cosignature/v1\ntime {timestamp}\n{text}".encode()
+
+
+@dataclass(frozen=True)
+class CosignerKey:
+    """A witness's public key for v1 cosignatures, under its name (a C2SP vkey of signature type 0x04)."""
+
+    name: str
+    key_id: bytes
+    public_key: bytes
+
+    @classmethod
+    def from_public_key(cls, name: str, public_key: bytes) -> CosignerKey:
+        check_key_name(name, "audit.bad_key")
+        return cls(name, key_id(name, ed25519_public_key(public_key), COSIGNATURE_V1), public_key)
+
+    @classmethod
+    def parse(cls, vkey: str) -> CosignerKey:
+        """Parse `name+hexkeyid+base64(0x04 || public key)` strictly; the key ID must match the key."""
+        return cls.from_public_key(*parse_vkey(vkey, COSIGNATURE_V1))
+
+    def encode(self) -> str:
+        return encode_vkey(self.name, self.public_key, COSIGNATURE_V1)
+
+    def timestamp(self, text: str, signature: Signature) -> int:
+        """The time of this key's valid cosignature on a note text; `audit.bad_cosignature` otherwise."""
+        if (signature.name, signature.key_id) != (self.name, self.key_id) or len(signature.signature) != 72:
+            raise AuditError("audit.bad_cosignature", f"not a v1 cosignature of {self.name}")
+        (timestamp,) = _TIMESTAMP.unpack(signature.signature[:8])
+        try:
+            Ed25519PublicKey.from_public_bytes(self.public_key).verify(
+                signature.signature[8:], cosigned_message(text, timestamp))
+        except InvalidSignature:
+            raise AuditError("audit.bad_cosignature", f"the cosignature of {self.name} does not verify") from None
+        return int(timestamp)
+
+
+@dataclass(frozen=True)
+class Cosigner:
+    """A witness's Ed25519 private key under its name."""
+
+    name: str
+    private_key: Ed25519PrivateKey
+
+    def __post_init__(self) -> None:
+        check_key_name(self.name, "audit.bad_key")
+
+    @property
+    def key(self) -> CosignerKey:
+        public = self.private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return CosignerKey.from_public_key(self.name, public)
+
+    def cosign(self, text: str, timestamp: int) -> Signature:
+        """This witness's cosignature, at `timestamp`, on a checkpoint's note text."""
+        signed = self.private_key.sign(cosigned_message(text, timestamp))
+        return Signature(self.name, self.key.key_id, _TIMESTAMP.pack(timestamp) + signed)
+
+
+def cosignatures(message: str | bytes, keys: Iterable[CosignerKey]) -> dict[str, int]:
+    """The trusted witnesses that cosigned a signed note, each with its cosignature's time.
+
+    Lines from unknown keys are ignored, as C2SP requires; a line from a trusted key that does not verify
+    refuses the whole note (`audit.bad_cosignature`).
+    """
+    note = parse_note(message)
+    trusted = {(key.name, key.key_id): key for key in keys}
+    found: dict[str, int] = {}
+    for signature in note.signatures:
+        key = trusted.get((signature.name, signature.key_id))
+        if key is not None:
+            found[key.name] = max(found.get(key.name, 0), key.timestamp(note.text, signature))
+    return found
