@@ -15,23 +15,25 @@ MAX_BODY_BYTES = strict_json.MAX_DOCUMENT_BYTES
 M = TypeVar("M", bound=BaseModel)
 
 
-def _too_large() -> RequestError:
-    return RequestError("input.too_large", f"the body is over the {MAX_BODY_BYTES} byte limit")
-
-
-async def read_object(request: Request) -> dict[str, Any]:
-    """The body as a strict JSON object; refused before it is read in full once it passes the limit."""
+async def read_bytes(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The body, refused (`input.too_large`) before it is read in full once it passes `limit` bytes."""
+    too_large = RequestError("input.too_large", f"the body is over the {limit} byte limit")
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _too_large()
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _too_large()
+        if size > limit:
+            raise too_large
         chunks.append(chunk)
-    value = strict_json.parse(b"".join(chunks))
+    return b"".join(chunks)
+
+
+async def read_object(request: Request) -> dict[str, Any]:
+    """The body as a strict JSON object; refused before it is read in full once it passes the limit."""
+    value = strict_json.parse(await read_bytes(request))
     if not isinstance(value, dict):
         raise RequestError("input.invalid", f"expected a JSON object, got {type(value).__name__}")
     return value
