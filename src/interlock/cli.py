@@ -19,6 +19,7 @@ from interlock.cli_mcp import register as register_mcp_commands
 from interlock.cli_proxy import register as register_proxy_commands
 from interlock.cli_scan import register as register_scan_commands
 from interlock.cli_store import register as register_store_commands
+from interlock.cli_witness import register as register_witness_commands
 from interlock.core.action import parse_action, parse_request
 from interlock.core.decision import decide
 from interlock.core.errors import InterlockError, RequestError
@@ -38,9 +39,12 @@ app = typer.Typer(help="Interlock: a second, independent control between a reque
 policy_app = typer.Typer(help="Policy files.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 keys_app = typer.Typer(help="Grant signing keys.", no_args_is_help=True)
+witness_app = typer.Typer(help="A witness that cosigns other logs' checkpoints (C2SP tlog-witness).",
+                          no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
+app.add_typer(witness_app, name="witness")
 
 HomeOpt = Annotated[
     Path | None, typer.Option("--home", help="Data directory \\[env: INTERLOCK_HOME; default ./.interlock].")
@@ -288,6 +292,7 @@ register_break_glass_commands(app, _with_gate, _print)
 register_mcp_commands(app, exit_code_for)
 register_proxy_commands(app, _refusals)
 register_scan_commands(app, policy_app, _refusals, _print)
+register_witness_commands(witness_app, _refusals, _print)
 
 
 def _is_usage_error(exc: BaseException) -> bool:

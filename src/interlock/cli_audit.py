@@ -49,11 +49,14 @@ def _text(path: Path, what: str) -> str:
         raise RequestError("input.unreadable", f"cannot read {what} {path}: {exc}") from None
 
 
-def _public_key(value: str) -> VerifierKey:
-    """A C2SP verifier key given inline or as the path of a file holding one."""
+def _key_text(value: str) -> str:
+    """A C2SP verifier key given inline, or the key in the file `value` names."""
     path = Path(value)
-    text = _text(path, "public key").strip() if "+" not in value and path.is_file() else value.strip()
-    return VerifierKey.parse(text)
+    return _text(path, "public key").strip() if "+" not in value and path.is_file() else value.strip()
+
+
+def _public_key(value: str) -> VerifierKey:
+    return VerifierKey.parse(_key_text(value))
 
 
 def _export(path: Path, public_key: str | None) -> tuple[bytes, VerifierKey]:
@@ -161,3 +164,23 @@ def register(app: typer.Typer, refusals: Refusals, emit: Emit, failed: Callable[
         """Print the log's verifier key (C2SP signed-note key): give it to whoever checks exports and checkpoints."""
         with refusals(), _ledger(home) as ledger:
             emit({"public_key": ledger.key().encode(), "origin": ledger.store.log_origin()})
+
+    @app.command("witness")
+    def audit_witness(
+        url: Annotated[str, typer.Option("--url", help="The witness's submission prefix (C2SP tlog-witness).")],
+        key: Annotated[str, typer.Option("--key", help="The witness's cosigner key (name+keyid+key, type 0x04), "
+                                                       "inline or a file holding it.")],
+        out: Annotated[Path | None, typer.Option("--out", help="Write the cosigned checkpoint (signed note) here; "
+                                                               "keep it for `audit verify --since`.")] = None,
+        home: HomeOpt = None,
+    ) -> None:
+        """Have the newest signed checkpoint cosigned by a witness that checks it extends what it saw before."""
+        from interlock.audit.cosignature import CosignerKey
+        from interlock.witnessing import cosign
+
+        with refusals(), _ledger(home) as ledger:
+            cosigned = cosign(ledger, url, CosignerKey.parse(_key_text(key)))
+            if out is not None:
+                out.write_text(cosigned.note, encoding="utf-8")
+            emit({"witness": cosigned.witness, "size": cosigned.size, "cosigned_at": cosigned.at,
+                  "checkpoint": cosigned.note, **({"out": str(out)} if out else {})})

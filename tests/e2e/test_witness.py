@@ -1,0 +1,102 @@
+"""A witness as its own process (`interlock witness serve`) and a gate's log cosigned with `interlock audit witness`:
+a growing log is cosigned again and again; a log restored from a backup, or forked, is refused by the witness
+and cannot get its new history cosigned (issue 4, item 6)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .e2e_support import REQUESTS, clean_env
+from .served import cli, free_port, running, seeded_home
+
+
+def interlock(home: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "interlock.cli", *args], capture_output=True, timeout=60,
+                          env=clean_env(INTERLOCK_HOME=str(home)))
+
+
+def grow(home: Path, entries: int) -> int:
+    """Submit `entries` requests and sign a checkpoint; the log's size."""
+    for _ in range(entries):
+        cli(home, "submit", str(REQUESTS / "small-payment.json"))
+    return int(cli(home, "audit", "checkpoint")["size"])
+
+
+@pytest.fixture
+def witness(tmp_path: Path) -> Iterator[tuple[Path, str, str]]:
+    """A gate home whose log a running witness witnesses: (home, witness URL, witness key)."""
+    home = seeded_home(tmp_path)
+    grow(home, 2)
+    directory = tmp_path / "witness"
+    made = cli(home, "witness", "init", str(directory), "--name", "witness.example/w1")
+    config = yaml.safe_load((directory / "witness.yaml").read_text())
+    config["logs"] = [cli(home, "audit", "public-key")["public_key"]]
+    (directory / "witness.yaml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with running([sys.executable, "-m", "interlock.cli", "witness", "serve", str(directory), "--port", str(port)],
+                 f"{url}/add-checkpoint", clean_env(), "interlock witness serve"):
+        yield home, url, made["key"]
+
+
+def backup(home: Path, to: Path) -> None:
+    with closing(sqlite3.connect(home / "interlock.db")) as source, closing(sqlite3.connect(to)) as copy:
+        source.backup(copy)
+
+
+def restore(home: Path, copy: Path) -> None:
+    for suffix in ("-wal", "-shm"):
+        (home / f"interlock.db{suffix}").unlink(missing_ok=True)
+    (home / "interlock.db").write_bytes(copy.read_bytes())
+
+
+def test_a_growing_log_is_cosigned_and_its_cosigned_checkpoint_verifies_later(
+        witness: tuple[Path, str, str], tmp_path: Path) -> None:
+    home, url, key = witness
+    first = cli(home, "audit", "witness", "--url", url, "--key", key, "--out", str(tmp_path / "first.note"))
+    assert (first["witness"], first["size"]) == ("witness.example/w1", 2)
+    assert first["checkpoint"].count("\u2014 ") == 2  # the log's signature and the witness's
+    size = grow(home, 3)
+    again = cli(home, "audit", "witness", "--url", url, "--key", key)
+    assert again["size"] == size == 5
+    assert cli(home, "audit", "verify", "--since", str(tmp_path / "first.note"))["ok"] is True
+
+
+def test_a_log_restored_from_a_backup_cannot_be_cosigned(witness: tuple[Path, str, str], tmp_path: Path) -> None:
+    home, url, key = witness
+    backup(home, tmp_path / "backup.db")
+    grow(home, 3)
+    cli(home, "audit", "witness", "--url", url, "--key", key)  # the witness now holds 5 entries
+    restore(home, tmp_path / "backup.db")
+    grow(home, 1)  # 3 entries, two of them the old ones
+    refused = interlock(home, "audit", "witness", "--url", url, "--key", key)
+    assert refused.returncode == 3
+    assert json.loads(refused.stdout)["error"]["code"] == "audit.witness_ahead"
+    grow(home, 2)  # 5 entries again, but not the 5 the witness saw
+    refused = interlock(home, "audit", "witness", "--url", url, "--key", key)
+    assert json.loads(refused.stdout)["error"]["code"] == "audit.witness_conflict"
+    grow(home, 1)  # 6: more than the witness holds, but no proof can show it extends what was cosigned
+    refused = interlock(home, "audit", "witness", "--url", url, "--key", key)
+    error = json.loads(refused.stdout)["error"]
+    assert error["code"] == "audit.witness_refused"
+    assert error["message"].startswith("the witness answered 422: witness.inconsistent")
+
+
+def test_a_wrong_witness_key_or_no_witness_is_refused(witness: tuple[Path, str, str], tmp_path: Path) -> None:
+    home, url, key = witness
+    other = cli(home, "witness", "init", str(tmp_path / "other"), "--name", "witness.example/w1")["key"]
+    refused = interlock(home, "audit", "witness", "--url", url, "--key", other)
+    assert json.loads(refused.stdout)["error"]["code"] == "audit.bad_cosignature"
+    refused = interlock(home, "audit", "witness", "--url", f"http://127.0.0.1:{free_port()}", "--key", key)
+    assert json.loads(refused.stdout)["error"]["code"] == "audit.witness_unreachable"
+    refused = interlock(home, "audit", "witness", "--url", url, "--key", "not a key")
+    assert refused.returncode == 2
