@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -85,16 +86,27 @@ def register(app: typer.Typer, refusals: Refusals, emit: Emit, failed: Callable[
         public_key: Annotated[str | None, typer.Option(
             "--public-key", help="The log's verifier key (C2SP note key), inline or a file holding it.")] = None,
         since: SinceOpt = None,
+        witness_keys: Annotated[list[str] | None, typer.Option(
+            "--witness-key", help="A witness key (type 0x04), inline or a file: each --since checkpoint must carry "
+                                  "its valid cosignature. Repeatable.")] = None,
     ) -> None:
         """Recompute the log's hashes and check it against every signed checkpoint; exit 1 naming each problem."""
+        from interlock.audit.cosignature import CosignerKey, uncosigned
+
         with refusals():
             seen = [_text(path, "checkpoint") for path in since or ()]
+            witnesses = [CosignerKey.parse(_key_text(value)) for value in witness_keys or ()]
+            if witnesses and not seen:
+                raise RequestError("input.invalid", "--witness-key checks the --since checkpoints: give at least one")
             if export_file is not None:
                 document, key = _export(export_file, public_key)
                 result = verify_export(document, key, seen)
             else:
                 with _ledger(home) as ledger:
                     result = ledger.verify(since=seen)
+            problems = uncosigned(seen, witnesses)
+            if problems:
+                result = dataclasses.replace(result, ok=False, problems=(*result.problems, *problems))
         report(result)
 
     @app.command("reconcile")

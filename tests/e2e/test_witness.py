@@ -68,7 +68,12 @@ def test_a_growing_log_is_cosigned_and_its_cosigned_checkpoint_verifies_later(
     size = grow(home, 3)
     again = cli(home, "audit", "witness", "--url", url, "--key", key)
     assert again["size"] == size == 5
-    assert cli(home, "audit", "verify", "--since", str(tmp_path / "first.note"))["ok"] is True
+    assert cli(home, "audit", "verify", "--since", str(tmp_path / "first.note"), "--witness-key", key)["ok"] is True
+    # a checkpoint the operator signed alone does not pass for one the witness saw
+    (tmp_path / "alone.note").write_text(cli(home, "audit", "checkpoint")["checkpoint"])
+    alone = interlock(home, "audit", "verify", "--since", str(tmp_path / "alone.note"), "--witness-key", key)
+    assert alone.returncode == 1
+    assert json.loads(alone.stdout)["problems"] == ["checkpoint 1 seen earlier: no cosignature of witness.example/w1"]
 
 
 def test_a_log_restored_from_a_backup_cannot_be_cosigned(witness: tuple[Path, str, str], tmp_path: Path) -> None:

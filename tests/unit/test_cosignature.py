@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from interlock.audit.checkpoint import Checkpoint, NoteSigner, parse_note, sign_checkpoint
-from interlock.audit.cosignature import Cosigner, CosignerKey, cosignatures
+from interlock.audit.cosignature import Cosigner, CosignerKey, cosignatures, uncosigned
 from interlock.core.errors import AuditError
 
 LOG = NoteSigner("example.com/behind-the-sofa", Ed25519PrivateKey.generate())
@@ -84,3 +84,17 @@ def test_a_cosignature_on_another_text_or_time_refuses_the_note() -> None:
 def test_a_time_beyond_2_to_the_63_cannot_be_cosigned() -> None:
     with pytest.raises(AuditError):
         WITNESS.cosign(TEXT, 1 << 63)
+
+
+def test_each_note_seen_earlier_must_carry_every_witness_given() -> None:
+    second = Cosigner("witness.example.com/w2", Ed25519PrivateKey.generate())
+    note = sign_checkpoint(Checkpoint(LOG.name, 3, b"\x01" * 32), LOG)
+    text = parse_note(note).text
+    both = note + WITNESS.cosign(text, TIME).line() + second.cosign(text, TIME).line()
+    one = note + WITNESS.cosign(text, TIME).line()
+    tampered = one.replace("\n3\n", "\n4\n", 1)
+    assert uncosigned([both], [WITNESS.key, second.key]) == []
+    assert uncosigned([both, one], [WITNESS.key, second.key]) == [
+        "checkpoint 2 seen earlier: no cosignature of witness.example.com/w2"]
+    (problem,) = uncosigned([tampered], [WITNESS.key])
+    assert problem.endswith("(audit.bad_cosignature)")

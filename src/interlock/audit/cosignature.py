@@ -107,3 +107,18 @@ def cosignatures(message: str | bytes, keys: Iterable[CosignerKey]) -> dict[str,
         if key is not None:
             found[key.name] = max(found.get(key.name, 0), key.timestamp(note.text, signature))
     return found
+
+
+def uncosigned(notes: Iterable[str], keys: Iterable[CosignerKey]) -> list[str]:
+    """A problem for each note that lacks a valid cosignature of one of `keys` (all must have cosigned each)."""
+    wanted = list(keys)
+    problems: list[str] = []
+    for number, note in enumerate(notes, 1):
+        try:
+            found = cosignatures(note, wanted)
+        except AuditError as error:
+            problems.append(f"checkpoint {number} seen earlier: {error.message} ({error.code})")
+            continue
+        problems.extend(f"checkpoint {number} seen earlier: no cosignature of {key.name}"
+                        for key in wanted if key.name not in found)
+    return problems
