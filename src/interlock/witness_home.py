@@ -57,7 +57,10 @@ class WitnessHome:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(yaml.safe_dump({"name": name}) + "# The checkpoint verifier key of each log to witness"
                              " (`interlock audit public-key` on a gate):\nlogs: []\n")
-        return self.cosigner()
+        cosigner = self.cosigner()
+        if cosigner.name != name:
+            raise RequestError("input.invalid", f"a witness named {cosigner.name!r} already lives in {self.path}")
+        return cosigner
 
     def config(self) -> WitnessConfig:
         path = self.path / CONFIG
@@ -66,8 +69,11 @@ class WitnessHome:
         return load_model(read_bytes(path), WitnessConfig, "witness config", "expected a mapping with name, logs")
 
     def cosigner(self) -> Cosigner:
+        name = self.config().name
+        if not (self.path / KEY).is_file():  # never a new key in place of a lost one: nobody would trust it
+            raise RequestError("input.unreadable", f"no witness key {self.path / KEY}")
         try:
-            return Cosigner(self.config().name, _private(self.path / KEY))
+            return Cosigner(name, _private(self.path / KEY))
         except AuditError as error:
             raise RequestError("input.invalid", f"witness config: {error.message}") from None
 
@@ -81,6 +87,8 @@ class WitnessHome:
             except AuditError as error:
                 raise RequestError("input.invalid", f"witness config: log key {vkey!r}: {error.message}") from None
             logs.setdefault(key.name, []).append(key)
+        if not logs:
+            raise RequestError("input.invalid", f"{self.path / CONFIG} names no log to witness (`logs:`)")
         cosigner = self.cosigner()
         state = SqliteWitnessState(self.path / STATE)
         try:

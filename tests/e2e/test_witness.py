@@ -105,3 +105,19 @@ def test_a_wrong_witness_key_or_no_witness_is_refused(witness: tuple[Path, str, 
     assert json.loads(refused.stdout)["error"]["code"] == "audit.witness_unreachable"
     refused = interlock(home, "audit", "witness", "--url", url, "--key", "not a key")
     assert refused.returncode == 2
+
+
+def test_a_witness_without_logs_or_key_does_not_start_and_init_keeps_its_name(tmp_path: Path) -> None:
+    home = seeded_home(tmp_path)
+    directory = tmp_path / "witness"
+    key = cli(home, "witness", "init", str(directory), "--name", "witness.example/w1")["key"]
+    assert cli(home, "witness", "init", str(directory), "--name", "witness.example/w1")["key"] == key
+    renamed = interlock(home, "witness", "init", str(directory), "--name", "witness.example/w2")
+    assert (renamed.returncode, json.loads(renamed.stdout)["error"]["code"]) == (2, "input.invalid")
+    no_logs = interlock(home, "witness", "serve", str(directory), "--port", str(free_port()))
+    assert no_logs.returncode == 2
+    assert "names no log to witness" in json.loads(no_logs.stdout)["error"]["message"]
+    (directory / "witness-signing.pem").unlink()
+    lost = interlock(home, "witness", "key", str(directory))
+    assert (lost.returncode, json.loads(lost.stdout)["error"]["code"]) == (2, "input.unreadable")
+    assert not (directory / "witness-signing.pem").exists()
