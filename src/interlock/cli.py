@@ -229,6 +229,9 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
           oidc: Annotated[Path | None, typer.Option(
               "--oidc", help="OpenID provider whose bearer JWTs principals may present (YAML; see README)"
                              " [default: HOME/oidc.yaml when it exists].")] = None,
+          witnesses: Annotated[Path | None, typer.Option(
+              "--witnesses", help="Witnesses that cosign each new checkpoint (YAML; see README)"
+                                  " [default: HOME/witnesses.yaml when it exists].")] = None,
           ) -> None:
     """Serve the HTTP API (and /docs) on the home's store, keys and policy."""
     import uvicorn
@@ -238,6 +241,7 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
     from interlock.oidc import open_bearer
     from interlock.server import create_app
     from interlock.webhooks import Webhooks
+    from interlock.witnessing import read_witnesses
 
     with _refusals():
         if public_metrics and host not in ("127.0.0.1", "::1", "localhost"):
@@ -245,14 +249,16 @@ def serve(host: Annotated[str, typer.Option("--host", help="Address to listen on
                                " with an admin credential instead")
         gate = _gate(home, policy)
         try:
-            bearer = open_bearer(Home.resolve(home, policy).path, oidc, gate.clock)
+            location = Home.resolve(home, policy).path
+            bearer = open_bearer(location, oidc, gate.clock)
+            cosigners = read_witnesses(location, witnesses)
             webhooks = Webhooks.attach(gate, public_url or f"http://{host}:{port}")
         except InterlockError:
             gate.store.close()
             raise
     if bearer is not None:
         typer.echo(f"interlock: principals may also present bearer JWTs of {bearer.config.issuer}", err=True)
-    checkpointer = Checkpointer(gate.ledger, checkpoint_every)
+    checkpointer = Checkpointer(gate.ledger, checkpoint_every, cosigners)
     if checkpoint_every:
         checkpointer.start()
     gate.store.start_housekeeping()

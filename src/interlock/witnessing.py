@@ -9,20 +9,67 @@ restored backup, a truncation) or showed the witness another history: refused, n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
-from interlock.audit.checkpoint import b64
-from interlock.audit.cosignature import CosignerKey, cosignatures
-from interlock.core.errors import AuditError
+from interlock.audit.checkpoint import b64, parse_note
+from interlock.audit.cosignature import CosignerKey, cosignatures, with_cosignature
+from interlock.config_files import load_model, read_bytes
+from interlock.core.errors import AuditError, RequestError
 from interlock.ledger import Ledger
 
 TIMEOUT_S = 10.0
+CONFIG_FILE = "witnesses.yaml"
+
+
+class _WitnessEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(pattern=r"^https?://\S+$", description="The witness's submission prefix")
+    key: str = Field(description="Its cosigner key: name+keyid+base64(0x04 || Ed25519 key)")
+
+
+class _WitnessesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    witnesses: tuple[_WitnessEntry, ...] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class WitnessTarget:
+    """A witness a gate asks to cosign its checkpoints."""
+
+    url: str
+    key: CosignerKey
+
+
+def read_witnesses(home: Path, path: Path | None) -> list[WitnessTarget]:
+    """The witnesses `path` names, else `HOME/witnesses.yaml` when it exists; none when neither does.
+
+        witnesses:
+          - url: https://witness.example
+            key: witness.example/w1+…
+    """
+    if path is None:
+        path = home / CONFIG_FILE
+        if not path.exists():
+            return []
+    config = load_model(read_bytes(path), _WitnessesFile, "witnesses file", "expected a mapping with `witnesses`")
+    targets = []
+    for entry in config.witnesses:
+        try:
+            targets.append(WitnessTarget(entry.url, CosignerKey.parse(entry.key)))
+        except AuditError as error:
+            raise RequestError("input.invalid", f"witnesses file: {entry.key!r}: {error.message}") from None
+    return targets
 
 
 @dataclass(frozen=True)
 class Cosigned:
-    """The newest signed checkpoint with the witness's verified cosignature line added, and that line's time."""
+    """The newest signed checkpoint as now stored, with the witness's verified cosignature line (and those of
+    other witnesses before), the log's size it covers, and the cosignature's time."""
 
     note: str
     size: int
@@ -31,7 +78,7 @@ class Cosigned:
 
 
 def cosign(ledger: Ledger, url: str, witness: CosignerKey, client: httpx.Client | None = None) -> Cosigned:
-    """Have the log's newest signed checkpoint cosigned by `witness` at `url`."""
+    """Have the log's newest signed checkpoint cosigned by `witness` at `url`; the cosignature is stored with it."""
     latest = ledger.latest()
     if latest is None:
         raise AuditError("audit.no_checkpoint", "the log has no signed checkpoint yet: `interlock audit checkpoint`")
@@ -63,7 +110,10 @@ def cosign(ledger: Ledger, url: str, witness: CosignerKey, client: httpx.Client 
         raise AuditError("audit.bad_cosignature", f"the witness's answer: {error.message}") from None
     if witness.name not in found:
         raise AuditError("audit.bad_cosignature", f"the witness's answer holds no cosignature of {witness.name}")
-    return Cosigned(cosigned, latest.size, witness.name, found[witness.name])
+    ours = [s for s in parse_note(cosigned).signatures if (s.name, s.key_id) == (witness.name, witness.key_id)]
+    line = ours[-1].line()  # the answer's: it comes after any earlier one the stored note held
+    stored = ledger.store.change_checkpoint_note(latest.size, lambda note: with_cosignature(note, line))
+    return Cosigned(stored.note, latest.size, witness.name, found[witness.name])
 
 
 def _post(http: httpx.Client, endpoint: str, body: str) -> httpx.Response:

@@ -8,10 +8,12 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -69,7 +71,9 @@ def test_a_growing_log_is_cosigned_and_its_cosigned_checkpoint_verifies_later(
     again = cli(home, "audit", "witness", "--url", url, "--key", key)
     assert again["size"] == size == 5
     assert cli(home, "audit", "verify", "--since", str(tmp_path / "first.note"), "--witness-key", key)["ok"] is True
+    assert cli(home, "audit", "checkpoint")["checkpoint"] == again["checkpoint"]  # the cosignature is stored
     # a checkpoint the operator signed alone does not pass for one the witness saw
+    grow(home, 1)
     (tmp_path / "alone.note").write_text(cli(home, "audit", "checkpoint")["checkpoint"])
     alone = interlock(home, "audit", "verify", "--since", str(tmp_path / "alone.note"), "--witness-key", key)
     assert alone.returncode == 1
@@ -121,3 +125,28 @@ def test_a_witness_without_logs_or_key_does_not_start_and_init_keeps_its_name(tm
     lost = interlock(home, "witness", "key", str(directory))
     assert (lost.returncode, json.loads(lost.stdout)["error"]["code"]) == (2, "input.unreadable")
     assert not (directory / "witness-signing.pem").exists()
+
+
+def test_a_server_has_each_new_checkpoint_cosigned_by_its_witnesses(witness: tuple[Path, str, str],
+                                                                    tmp_path: Path) -> None:
+    home, url, key = witness
+    (home / "witnesses.yaml").write_text(yaml.safe_dump({"witnesses": [{"url": url, "key": key}]}))
+    origin = cli(home, "audit", "public-key")["origin"]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "interlock.cli", "serve", "--port", str(port), "--checkpoint-every", "0.2"]
+    with running(argv, f"{base}/healthz", clean_env(INTERLOCK_HOME=str(home)), "interlock serve"):
+        for size in (2, 3):
+            if size == 3:
+                cli(home, "submit", str(REQUESTS / "small-payment.json"))
+            deadline = time.monotonic() + 20
+            while True:  # bounded: the server's checkpointer runs on its own clock
+                note = httpx.get(f"{base}/v1/audit/checkpoint").text
+                if note.startswith(f"{origin}\n{size}\n") and "\u2014 witness.example/w1 " in note:
+                    break
+                assert time.monotonic() < deadline, f"no cosigned checkpoint of {size} entries: {note!r}"
+                time.sleep(0.2)
+    # the cosignature is stored with the checkpoint: whoever is served it can check the witness saw it
+    (tmp_path / "served.note").write_text(note)
+    verified = cli(home, "audit", "verify", "--witness-key", key, "--since", str(tmp_path / "served.note"))
+    assert verified["ok"] is True

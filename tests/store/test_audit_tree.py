@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import threading
 from functools import partial
@@ -198,3 +199,25 @@ def test_one_checkpoint_is_read_by_its_size_or_as_the_newest(any_store: Store) -
     assert any_store.checkpoint() == second == ledger.latest()
     assert any_store.checkpoint(1) == first
     assert any_store.checkpoint(3) is None
+
+
+def test_a_checkpoints_note_changes_only_as_its_change_says_and_alone(any_store: Store) -> None:
+    ledger = Ledger(any_store, KeyRing.generate(), lambda: T0)
+    any_store.append_audit([event("test.entry", None)])
+    first = ledger.checkpoint()
+    any_store.append_audit([event("test.entry", None)])
+    second = ledger.checkpoint()
+    assert first is not None and second is not None
+    changed = any_store.change_checkpoint_note(1, lambda note: note + "\u2014 witness.example/w1 AAAAAA==\n")
+    assert changed == dataclasses.replace(first, note=first.note + "\u2014 witness.example/w1 AAAAAA==\n")
+    assert any_store.checkpoint(1) == changed and any_store.checkpoint(2) == second
+
+    def refuse(note: str) -> str:
+        raise AuditError("audit.bad_note", "not this one")
+
+    with pytest.raises(AuditError):
+        any_store.change_checkpoint_note(2, refuse)
+    assert any_store.checkpoint(2) == second  # a change that fails changes nothing
+    with pytest.raises(AuditError) as missing:
+        any_store.change_checkpoint_note(3, lambda note: note)
+    assert missing.value.code == "audit.out_of_range"

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from interlock.audit.checkpoint import Checkpoint, NoteSigner, parse_note, sign_checkpoint
-from interlock.audit.cosignature import Cosigner, CosignerKey, cosignatures, uncosigned
+from interlock.audit.cosignature import Cosigner, CosignerKey, cosignatures, uncosigned, with_cosignature
 from interlock.core.errors import AuditError
 
 LOG = NoteSigner("example.com/behind-the-sofa", Ed25519PrivateKey.generate())
@@ -98,3 +98,16 @@ def test_each_note_seen_earlier_must_carry_every_witness_given() -> None:
         "checkpoint 2 seen earlier: no cosignature of witness.example.com/w2"]
     (problem,) = uncosigned([tampered], [WITNESS.key])
     assert problem.endswith("(audit.bad_cosignature)")
+
+
+def test_a_newer_cosignature_replaces_the_same_witnesss_older_line_and_keeps_the_others() -> None:
+    second = Cosigner("witness.example.com/w2", Ed25519PrivateKey.generate())
+    note = sign_checkpoint(Checkpoint(LOG.name, 3, b"\x01" * 32), LOG)
+    text = parse_note(note).text
+    once = with_cosignature(note, WITNESS.cosign(text, TIME).line())
+    twice = with_cosignature(with_cosignature(once, second.cosign(text, TIME).line()),
+                             WITNESS.cosign(text, TIME + 60).line())
+    assert [s.name for s in parse_note(twice).signatures] == [LOG.name, second.name, WITNESS.name]
+    assert cosignatures(twice, [WITNESS.key, second.key]) == {WITNESS.name: TIME + 60, second.name: TIME}
+    with pytest.raises(AuditError):
+        with_cosignature(note, WITNESS.cosign(text, TIME).line() * 2)

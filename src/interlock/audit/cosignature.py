@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from interlock.audit.checkpoint import (
+    Note,
     Signature,
     check_key_name,
     ed25519_public_key,
@@ -122,3 +123,14 @@ def uncosigned(notes: Iterable[str], keys: Iterable[CosignerKey]) -> list[str]:
         problems.extend(f"checkpoint {number} seen earlier: no cosignature of {key.name}"
                         for key in wanted if key.name not in found)
     return problems
+
+
+def with_cosignature(note: str, line: str) -> str:
+    """`note` with one more signature line, in place of an earlier line of the same key (a newer cosignature)."""
+    current = parse_note(note)
+    added = parse_note(current.text + "\n" + line).signatures
+    if len(added) != 1:
+        raise AuditError("audit.bad_note", "one signature line is added at a time")
+    (signature,) = added
+    kept = tuple(s for s in current.signatures if (s.name, s.key_id) != (signature.name, signature.key_id))
+    return Note(current.text, (*kept, signature)).encode()

@@ -254,6 +254,11 @@ class Store(Protocol):
         """Every signed checkpoint, oldest first."""
         ...
 
+    def change_checkpoint_note(self, size: int, change: Callable[[str], str]) -> CheckpointRecord:
+        """In one transaction: the note of the checkpoint signed at `size` replaced by `change(note)` (a witness's
+        cosignature added; `change` keeps the signed text). `audit.out_of_range` if no checkpoint has that size."""
+        ...
+
     def checkpoint(self, size: int | None = None) -> CheckpointRecord | None:
         """The checkpoint signed at `size` (default: the newest), or None; one row, however many there are."""
         ...

@@ -422,6 +422,10 @@ class PostgresStore:
         with self._transaction(_SNAPSHOT) as conn:
             return postgres_audit.checkpoints(conn)
 
+    def change_checkpoint_note(self, size: int, change: Callable[[str], str]) -> CheckpointRecord:
+        with self._transaction() as conn:
+            return postgres_audit.change_checkpoint_note(conn, size, change)
+
     def checkpoint(self, size: int | None = None) -> CheckpointRecord | None:
         return postgres_audit.checkpoint(self._query, size)
 

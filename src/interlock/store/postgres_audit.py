@@ -5,6 +5,7 @@ Everything that knows the audit tables' layout lives here, so a change of layout
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,7 +13,7 @@ import psycopg
 
 from interlock.audit.log import AuditEntry, StoredEntry, seal
 from interlock.audit.merkle import BatchReader, Node
-from interlock.core.errors import StoreError
+from interlock.core.errors import AuditError, StoreError
 from interlock.store import tree
 from interlock.store.base import AuditEvent, CheckpointRecord, SignCheckpoint
 from interlock.store.rows import at_micros, rfc3339, to_micros
@@ -172,6 +173,16 @@ _LAST_CHECKPOINT = "SELECT size, root, note, signed_at FROM audit_checkpoints OR
 def checkpoints(conn: psycopg.Connection[Any]) -> list[CheckpointRecord]:
     rows = conn.execute("SELECT size, root, note, signed_at FROM audit_checkpoints ORDER BY size").fetchall()
     return [_checkpoint_from_row(row) for row in rows]
+
+
+def change_checkpoint_note(conn: psycopg.Connection[Any], size: int, change: Callable[[str], str]) -> CheckpointRecord:
+    row = conn.execute("SELECT size, root, note, signed_at FROM audit_checkpoints WHERE size = %s FOR UPDATE",
+                       (size,)).fetchone()
+    if row is None:
+        raise AuditError("audit.out_of_range", f"no checkpoint was signed at {size} entries")
+    changed = dataclasses.replace(_checkpoint_from_row(row), note=change(row[2]))
+    conn.execute("UPDATE audit_checkpoints SET note = %s WHERE size = %s", (changed.note, size))
+    return changed
 
 
 def _checkpoint_from_row(row: tuple[Any, ...]) -> CheckpointRecord:

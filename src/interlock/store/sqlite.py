@@ -17,7 +17,7 @@ from interlock.audit.log import AuditEntry, StoredEntry, seal
 from interlock.audit.merkle import BatchReader, Node, NodeReader
 from interlock.core.action import ActionRequest
 from interlock.core.conditions import History
-from interlock.core.errors import ApprovalError, AuthError, GrantError, StoreError
+from interlock.core.errors import ApprovalError, AuditError, AuthError, GrantError, StoreError
 from interlock.store import tree
 from interlock.store.base import (
     AuditEvent,
@@ -431,6 +431,18 @@ class SqliteStore:
     def checkpoints(self) -> list[CheckpointRecord]:
         rows = self._read("SELECT size, root, note, signed_at FROM audit_checkpoints ORDER BY size", ())
         return [_checkpoint_from_row(row) for row in rows]
+
+    def change_checkpoint_note(self, size: int, change: Callable[[str], str]) -> CheckpointRecord:
+        def work(db: sqlite3.Connection) -> CheckpointRecord:
+            row = db.execute("SELECT size, root, note, signed_at FROM audit_checkpoints WHERE size = ?",
+                             (size,)).fetchone()
+            if row is None:
+                raise AuditError("audit.out_of_range", f"no checkpoint was signed at {size} entries")
+            changed = dataclasses.replace(_checkpoint_from_row(row), note=change(row[2]))
+            db.execute("UPDATE audit_checkpoints SET note = ? WHERE size = ?", (changed.note, size))
+            return changed
+
+        return self._writer.run(work)
 
     def checkpoint(self, size: int | None = None) -> CheckpointRecord | None:
         if size is None:
