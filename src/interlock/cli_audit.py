@@ -87,24 +87,27 @@ def register(app: typer.Typer, refusals: Refusals, emit: Emit, failed: Callable[
             "--public-key", help="The log's verifier key (C2SP note key), inline or a file holding it.")] = None,
         since: SinceOpt = None,
         witness_keys: Annotated[list[str] | None, typer.Option(
-            "--witness-key", help="A witness key (type 0x04), inline or a file: each --since checkpoint must carry "
-                                  "its valid cosignature. Repeatable.")] = None,
+            "--witness-key", help="A witness key (type 0x04), inline or a file: each --since checkpoint, and an "
+                                  "--export's own, must carry its valid cosignature. Repeatable.")] = None,
     ) -> None:
         """Recompute the log's hashes and check it against every signed checkpoint; exit 1 naming each problem."""
         from interlock.audit.cosignature import CosignerKey, uncosigned
 
         with refusals():
             seen = [_text(path, "checkpoint") for path in since or ()]
+            cosigned = [(f"checkpoint {number} seen earlier", note) for number, note in enumerate(seen, 1)]
             witnesses = [CosignerKey.parse(_key_text(value)) for value in witness_keys or ()]
-            if witnesses and not seen:
-                raise RequestError("input.invalid", "--witness-key checks the --since checkpoints: give at least one")
             if export_file is not None:
                 document, key = _export(export_file, public_key)
                 result = verify_export(document, key, seen)
+                cosigned.append(("the export's checkpoint", read_export(document)[1]))
             else:
+                if witnesses and not seen:
+                    raise RequestError("input.invalid", "--witness-key checks the --since checkpoints (or an"
+                                       " --export's): give at least one")
                 with _ledger(home) as ledger:
                     result = ledger.verify(since=seen)
-            problems = uncosigned(seen, witnesses)
+            problems = uncosigned(cosigned, witnesses)
             if problems:
                 result = dataclasses.replace(result, ok=False, problems=(*result.problems, *problems))
         report(result)

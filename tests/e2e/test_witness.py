@@ -72,12 +72,22 @@ def test_a_growing_log_is_cosigned_and_its_cosigned_checkpoint_verifies_later(
     assert again["size"] == size == 5
     assert cli(home, "audit", "verify", "--since", str(tmp_path / "first.note"), "--witness-key", key)["ok"] is True
     assert cli(home, "audit", "checkpoint")["checkpoint"] == again["checkpoint"]  # the cosignature is stored
+    # an export carries it: checked offline, with the log's and the witness's public keys only
+    cli(home, "audit", "export", "--out", str(tmp_path / "log.json"))
+    log_key = cli(home, "audit", "public-key")["public_key"]
+    offline = cli(home, "audit", "verify", "--export", str(tmp_path / "log.json"), "--public-key", log_key,
+                  "--witness-key", key)
+    assert (offline["ok"], offline["entries"]) == (True, 5)
     # a checkpoint the operator signed alone does not pass for one the witness saw
     grow(home, 1)
     (tmp_path / "alone.note").write_text(cli(home, "audit", "checkpoint")["checkpoint"])
     alone = interlock(home, "audit", "verify", "--since", str(tmp_path / "alone.note"), "--witness-key", key)
     assert alone.returncode == 1
     assert json.loads(alone.stdout)["problems"] == ["checkpoint 1 seen earlier: no cosignature of witness.example/w1"]
+    cli(home, "audit", "export", "--out", str(tmp_path / "newer.json"))
+    newer = interlock(home, "audit", "verify", "--export", str(tmp_path / "newer.json"), "--public-key", log_key,
+                      "--witness-key", key)
+    assert json.loads(newer.stdout)["problems"] == ["the export's checkpoint: no cosignature of witness.example/w1"]
 
 
 def test_a_log_restored_from_a_backup_cannot_be_cosigned(witness: tuple[Path, str, str], tmp_path: Path) -> None:

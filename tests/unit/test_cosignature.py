@@ -93,10 +93,10 @@ def test_each_note_seen_earlier_must_carry_every_witness_given() -> None:
     both = note + WITNESS.cosign(text, TIME).line() + second.cosign(text, TIME).line()
     one = note + WITNESS.cosign(text, TIME).line()
     tampered = one.replace("\n3\n", "\n4\n", 1)
-    assert uncosigned([both], [WITNESS.key, second.key]) == []
-    assert uncosigned([both, one], [WITNESS.key, second.key]) == [
-        "checkpoint 2 seen earlier: no cosignature of witness.example.com/w2"]
-    (problem,) = uncosigned([tampered], [WITNESS.key])
+    assert uncosigned([("first", both)], [WITNESS.key, second.key]) == []
+    assert uncosigned([("first", both), ("second", one)], [WITNESS.key, second.key]) == [
+        "second: no cosignature of witness.example.com/w2"]
+    (problem,) = uncosigned([("tampered", tampered)], [WITNESS.key])
     assert problem.endswith("(audit.bad_cosignature)")
 
 

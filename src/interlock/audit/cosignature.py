@@ -110,18 +110,17 @@ def cosignatures(message: str | bytes, keys: Iterable[CosignerKey]) -> dict[str,
     return found
 
 
-def uncosigned(notes: Iterable[str], keys: Iterable[CosignerKey]) -> list[str]:
-    """A problem for each note that lacks a valid cosignature of one of `keys` (all must have cosigned each)."""
+def uncosigned(notes: Iterable[tuple[str, str]], keys: Iterable[CosignerKey]) -> list[str]:
+    """A problem for each (name, note) that lacks a valid cosignature of one of `keys` (all must cosign each)."""
     wanted = list(keys)
     problems: list[str] = []
-    for number, note in enumerate(notes, 1):
+    for name, note in notes:
         try:
             found = cosignatures(note, wanted)
         except AuditError as error:
-            problems.append(f"checkpoint {number} seen earlier: {error.message} ({error.code})")
+            problems.append(f"{name}: {error.message} ({error.code})")
             continue
-        problems.extend(f"checkpoint {number} seen earlier: no cosignature of {key.name}"
-                        for key in wanted if key.name not in found)
+        problems.extend(f"{name}: no cosignature of {key.name}" for key in wanted if key.name not in found)
     return problems
 
 
