@@ -77,13 +77,13 @@ class Cosigned:
     at: int
 
 
-def cosign(ledger: Ledger, url: str, witness: CosignerKey, client: httpx.Client | None = None) -> Cosigned:
+def cosign(ledger: Ledger, url: str, witness: CosignerKey) -> Cosigned:
     """Have the log's newest signed checkpoint cosigned by `witness` at `url`; the cosignature is stored with it."""
     latest = ledger.latest()
     if latest is None:
         raise AuditError("audit.no_checkpoint", "the log has no signed checkpoint yet: `interlock audit checkpoint`")
     endpoint = url.rstrip("/") + "/add-checkpoint"
-    with client or httpx.Client(timeout=TIMEOUT_S) as http:
+    with httpx.Client(timeout=TIMEOUT_S) as http:
         old = 0
         for _ in range(2):  # at most: once to learn the witness's size, once with the proof from it
             proof = ledger.consistency_proof(old, latest.size)["proof"] if old else []
