@@ -10,7 +10,6 @@ from typing import Literal
 from interlock.scan.findings import SEVERITIES, Finding, ScanResult, Severity
 
 FailOn = Literal["high", "medium", "low", "never"]
-FAIL_ON: tuple[FailOn, ...] = ("high", "medium", "low", "never")
 
 
 @dataclass(frozen=True)
