@@ -29,6 +29,8 @@ NOTES = [
     " policy's history.sum() would add one SQL query per evaluated condition.",
     "(a2)/(d) run on a real SQLite file (WAL, synchronous=FULL) in the temp dir below; every allowed submit"
     " commits a request, a grant and one audit entry in one transaction; every consume one more.",
+    "b.as_run is no target: the floor's steps as a2 must run them (in a row, committing a request, a grant and"
+    " an audit entry), with no Interlock code; what is above it is Interlock's own work.",
     "agent-governance-toolkit-core rules cannot compare two request fields, so the known-recipient"
     " list is written into their rules.",
 ]
@@ -74,6 +76,7 @@ def _subjects(directory: Path, console: Console) -> tuple[list[Subject], dict[in
         floor.canonical_digest_subject(),
         floor.signature_subject(grant),
         floor.sqlite_commit_subject(directory),
+        floor.as_run_subject(directory / "as-run", grant),
         *peers.peer_subjects(),
         interlock_paths.round_trip_subject(gate),
         interlock_paths.consume_subject(gate),

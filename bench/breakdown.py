@@ -31,11 +31,17 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import ACTION_BYTES, EXECUTOR, REQUEST_BYTES
-from bench.floor import FLOOR_KEYS, canonical_digest_subject, cel_subject, signature_subject, sqlite_commit_subject
+from bench.floor import (
+    FLOOR_KEYS,
+    allowed_submit_rows,
+    canonical_digest_subject,
+    cel_subject,
+    signature_subject,
+    sqlite_commit_subject,
+)
 from bench.interlock_paths import open_gate
 from bench.measure import timed_block
 from interlock.gate import Gate
-from interlock.ids import new_id
 
 TMPFS = Path("/dev/shm")
 PAGES = (1, 3, 10)
@@ -98,31 +104,6 @@ def gate_times(gates: dict[str, Gate], rounds: int, calls: int) -> dict[str, dic
     return {where: {op: statistics.median(values) for op, values in ops.items()} for where, ops in samples.items()}
 
 
-def _allowed_submit_rows(directory: Path) -> Callable[[], None]:
-    """A commit of exactly the rows one allowed submit writes, with fresh ids, into a store of the real schema."""
-    gate = open_gate(directory)
-    gate.submit(REQUEST_BYTES)
-    gate.store.close()
-    db = sqlite3.connect(directory / "interlock.db", isolation_level=None)
-    db.execute("PRAGMA synchronous=FULL")
-    request = db.execute("SELECT * FROM requests").fetchone()
-    grant = db.execute("SELECT * FROM grants").fetchone()
-    leaf = db.execute("SELECT leaf, leaf_hash FROM audit").fetchone()
-    insert_request = f"INSERT INTO requests VALUES ({', '.join('?' * len(request))})"
-    insert_grant = f"INSERT INTO grants VALUES ({', '.join('?' * len(grant))})"
-
-    def commit() -> None:
-        request_id, jti = new_id("req"), new_id("grt")  # as the gate's
-        db.execute("BEGIN IMMEDIATE")
-        db.execute(insert_request, (request_id, *request[1:]))
-        db.execute(insert_grant, (jti, request_id, *grant[2:]))
-        (index,) = db.execute("SELECT max(idx) + 1 FROM audit").fetchone()
-        db.execute("INSERT INTO audit (idx, leaf, leaf_hash) VALUES (?, ?, ?)", (index, *leaf))
-        db.execute("COMMIT")
-
-    return commit
-
-
 def floor_as_a2_runs_it(directory: Path, gate: Gate, rounds: int, calls: int) -> dict[str, float]:
     """Median ns of each floor primitive alone, of the four in sequence, of the three with a2's rows, and of a2."""
     grant = gate.submit(REQUEST_BYTES).grant or ""
@@ -130,7 +111,7 @@ def floor_as_a2_runs_it(directory: Path, gate: Gate, rounds: int, calls: int) ->
     (directory / "floor").mkdir()
     (directory / "rows").mkdir()
     one_row = sqlite_commit_subject(directory / "floor").fn
-    a2_rows = _allowed_submit_rows(directory / "rows")
+    a2_rows = allowed_submit_rows(directory / "rows")
 
     def in_sequence() -> None:
         cel(), jcs(), ed25519(), one_row()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import rfc8785
@@ -16,7 +17,9 @@ from cel_expr_python import cel
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.common import EXPRESSION, REQUEST, REQUEST_BYTES, require
+from bench.interlock_paths import open_gate
 from bench.measure import Subject
+from interlock.ids import new_id
 
 
 def cel_subject() -> Subject:
@@ -59,3 +62,41 @@ def sqlite_commit_subject(directory: Path) -> Subject:
 
 
 FLOOR_KEYS = ("b.cel", "b.jcs", "b.ed25519", "b.sqlite")
+
+
+def allowed_submit_rows(directory: Path) -> Callable[[], None]:
+    """A commit of exactly the rows one allowed submit writes, with fresh ids, into a store of the real schema."""
+    gate = open_gate(directory)
+    gate.submit(REQUEST_BYTES)
+    gate.store.close()
+    db = sqlite3.connect(directory / "interlock.db", isolation_level=None)
+    db.execute("PRAGMA synchronous=FULL")
+    request = db.execute("SELECT * FROM requests").fetchone()
+    grant = db.execute("SELECT * FROM grants").fetchone()
+    leaf = db.execute("SELECT leaf, leaf_hash FROM audit").fetchone()
+    insert_request = f"INSERT INTO requests VALUES ({', '.join('?' * len(request))})"
+    insert_grant = f"INSERT INTO grants VALUES ({', '.join('?' * len(grant))})"
+
+    def commit() -> None:
+        request_id, jti = new_id("req"), new_id("grt")  # as the gate's
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(insert_request, (request_id, *request[1:]))
+        db.execute(insert_grant, (jti, request_id, *grant[2:]))
+        (index,) = db.execute("SELECT max(idx) + 1 FROM audit").fetchone()
+        db.execute("INSERT INTO audit (idx, leaf, leaf_hash) VALUES (?, ?, ?)", (index, *leaf))
+        db.execute("COMMIT")
+
+    return commit
+
+
+def as_run_subject(directory: Path, grant_token: str) -> Subject:
+    """The floor as a2 runs it: CEL, RFC 8785 + SHA-256 and Ed25519 once each, then the commit of the rows an
+    allowed submit must write (request, grant, audit entry) — in sequence, with no Interlock code."""
+    cel, jcs, ed25519 = cel_subject().fn, canonical_digest_subject().fn, signature_subject(grant_token).fn
+    directory.mkdir()
+    rows = allowed_submit_rows(directory)
+
+    def in_sequence() -> None:
+        cel(), jcs(), ed25519(), rows()
+
+    return Subject("b.as_run", "floor as a2 runs it: the 4 in a row, a2's rows", in_sequence)

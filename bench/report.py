@@ -81,6 +81,8 @@ def _ratio_note(key: str, med: dict[str, float], floor: float) -> str:
         return f"{med['a2'] / floor:.2f}× floor (b)"
     if key in FLOOR_KEYS:
         return f"{100 * med[key] / floor:.1f}% of floor"
+    if key == "b.as_run":
+        return f"{med[key] / floor:.2f}× floor; a2 {med['a2'] / med[key]:.2f}× it"
     if key in PEER_KEYS:
         return f"{med[key] / med['a1']:.2f}× (a1)"
     if key == "d.consume":
