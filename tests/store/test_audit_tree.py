@@ -18,7 +18,7 @@ from interlock.keys import KeyRing
 from interlock.ledger import Ledger
 from interlock.store import postgres_audit
 from interlock.store import sqlite as sqlite_store
-from interlock.store.base import CheckpointRecord, Store
+from interlock.store.base import Store
 from interlock.store.postgres import PostgresStore
 
 from .test_store_contract import T0, event
@@ -73,20 +73,15 @@ def test_many_nodes_read_at_once_are_the_nodes_read_one_by_one(any_store: Store)
     log.checkpoint()
     complete = [(level, index) for level in range(5) for index in range(21 >> level)]
 
-    read: list[tuple[dict[merkle.Node, bytes], dict[merkle.Node, bytes]]] = []
-
-    def reads(size: int, node: merkle.NodeReader, last: CheckpointRecord | None) -> CheckpointRecord | None:
-        """The node reader a checkpoint is signed with, read many at once and one by one; nothing signed."""
+    def read(node: merkle.NodeReader) -> tuple[dict[merkle.Node, bytes], dict[merkle.Node, bytes]]:
         assert isinstance(node, merkle.BatchReader)
-        read.append((dict(node.many(complete)), {n: node(*n) for n in complete}))
-        with pytest.raises(AuditError) as beyond:
-            merkle.read_nodes([(0, 3), (1, 10)], node)  # leaves 20 and 21: beyond the size of 21
-        assert beyond.value.code == "audit.out_of_range"
-        return None
+        return dict(node.many(complete)), {n: node(*n) for n in complete}
 
-    any_store.sign_checkpoint(reads)
-    ((many, one),) = read
+    many, one = any_store.read_tree(read)
     assert many == one and len(many) == len(complete)
+    with pytest.raises(AuditError) as beyond:
+        any_store.read_tree(lambda node: merkle.read_nodes([(0, 3), (1, 10)], node))  # leaves 20 and 21: size 21
+    assert beyond.value.code == "audit.out_of_range"
 
 
 def delete_nodes(store: Store, level: int) -> None:

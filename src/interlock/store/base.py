@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from interlock.audit.log import StoredEntry
 from interlock.audit.merkle import Node, NodeReader
@@ -22,6 +22,7 @@ from interlock.core.conditions import History
 RequestStatus = Literal["allowed", "denied", "pending_approval", "approved", "rejected"]
 ExecutionResult = Literal["succeeded", "failed"]
 Role = Literal["principal", "approver", "admin"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -260,6 +261,11 @@ class Store(Protocol):
 
     def checkpoint(self, size: int | None = None) -> CheckpointRecord | None:
         """The checkpoint signed at `size` (default: the newest), or None; one row, however many there are."""
+        ...
+
+    def read_tree(self, read: Callable[[NodeReader], T]) -> T:
+        """`read(node)` on one consistent snapshot of the tree's nodes (those up to the newest checkpoint); the
+        audit bench compares proofs read this way with `signed_nodes`."""
         ...
 
     def signed_nodes(self, size: int, nodes: Sequence[Node]) -> dict[Node, bytes]:

@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio.to_thread
 import psycopg
@@ -17,7 +17,7 @@ import psycopg_pool
 from psycopg.conninfo import conninfo_to_dict
 
 from interlock.audit.log import StoredEntry
-from interlock.audit.merkle import Node
+from interlock.audit.merkle import Node, NodeReader
 from interlock.core.action import ActionRequest
 from interlock.core.conditions import History
 from interlock.core.errors import ApprovalError, AuthError, GrantError, InterlockError, StoreError
@@ -53,6 +53,7 @@ from interlock.store.rows import (
     to_micros,
 )
 
+T = TypeVar("T")
 # Every change of a request is announced here, with the request id as payload, when its transaction commits.
 CHANGES_CHANNEL = "interlock_changes"
 _MIGRATION_LOCK = 1  # (LOCK_NAMESPACE, 1), session-level; the audit log's is (LOCK_NAMESPACE, 2)
@@ -427,6 +428,10 @@ class PostgresStore:
 
     def checkpoint(self, size: int | None = None) -> CheckpointRecord | None:
         return postgres_audit.checkpoint(self._query, size)
+
+    def read_tree(self, read: Callable[[NodeReader], T]) -> T:
+        with self._transaction(_SNAPSHOT) as conn:  # one snapshot: the size and every node read agree
+            return read(postgres_audit.node_reader(conn, postgres_audit.tree_size(conn)))
 
     def signed_nodes(self, size: int, nodes: Sequence[Node]) -> dict[Node, bytes]:
         # One statement in autocommit, one round trip: its snapshot holds the checkpoint and every node it reads.

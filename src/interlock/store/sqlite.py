@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from interlock.audit.log import AuditEntry, StoredEntry, seal
-from interlock.audit.merkle import BatchReader, Node
+from interlock.audit.merkle import BatchReader, Node, NodeReader
 from interlock.core.action import ActionRequest
 from interlock.core.conditions import History
 from interlock.core.errors import ApprovalError, AuditError, AuthError, GrantError, StoreError
@@ -50,6 +50,7 @@ from interlock.store.rows import (
 from interlock.store.sqlite_wal import BACKSTOP_PAGES, WalCheckpointer
 from interlock.store.sqlite_writer import GroupCommitWriter
 
+T = TypeVar("T")
 _NODE_CHUNK = 1 << 13  # leaves whose nodes are completed at a time; a longer backlog takes one write transaction each
 
 
@@ -449,6 +450,11 @@ class SqliteStore:
                 return _last_checkpoint(db)
         rows = self._read("SELECT size, root, note, signed_at FROM audit_checkpoints WHERE size = ?", (size,))
         return _checkpoint_from_row(rows[0]) if rows else None
+
+    def read_tree(self, read: Callable[[NodeReader], T]) -> T:
+        with self._snapshot() as db:
+            (size,) = db.execute("SELECT tree_size FROM audit_log").fetchone()
+            return read(_node_reader(db, size))
 
     def signed_nodes(self, size: int, nodes: Sequence[Node]) -> dict[Node, bytes]:
         def fetch(wanted: Sequence[Node]) -> dict[Node, bytes] | None:
