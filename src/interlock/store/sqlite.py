@@ -51,7 +51,11 @@ from interlock.store.sqlite_wal import BACKSTOP_PAGES, WalCheckpointer
 from interlock.store.sqlite_writer import GroupCommitWriter
 
 T = TypeVar("T")
-_NODE_CHUNK = 1 << 13  # leaves whose nodes are completed at a time; a longer backlog takes one write transaction each
+# Leaves whose nodes are completed at a time; a longer backlog takes one write transaction each. Every other
+# writer waits for one such transaction: with 8,192, a checkpoint over the 15,000 leaves of 10 s at 1,500
+# submits/s held the write lock 40-95 ms at a time (the server's p99 stalls); with 1,024, 8 ms at most, and
+# the whole checkpoint took no longer (116 against 159 ms; 200,000 leaves: 1.24 against 1.46 s).
+_NODE_CHUNK = 1 << 10
 
 
 def _migrations() -> list[tuple[int, str]]:
