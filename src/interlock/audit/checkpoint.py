@@ -12,6 +12,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar, Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -52,27 +53,44 @@ class Note:
 
 
 @dataclass(frozen=True)
-class VerifierKey:
-    """An Ed25519 note verifier key: name, key ID and 32-byte public key."""
+class Vkey:
+    """A C2SP verifier key (`name+hexkeyid+base64(type || key)`): a name, the key ID and a 32-byte Ed25519 public
+    key, for signatures of one type (`TYPE`: 0x01 note signatures here, 0x04 cosignatures in cosignature.py)."""
 
+    TYPE: ClassVar[int] = ED25519
     name: str
     key_id: bytes
     public_key: bytes
 
     @classmethod
-    def from_public_key(cls, name: str, public_key: bytes) -> VerifierKey:
-        """The verifier key for an Ed25519 public key under `name`."""
+    def from_public_key(cls, name: str, public_key: bytes) -> Self:
+        """The key for an Ed25519 public key under `name`."""
         check_key_name(name, "audit.bad_key")
-        return cls(name, key_id(name, ed25519_public_key(public_key)), public_key)
+        return cls(name, key_id(name, ed25519_public_key(public_key), cls.TYPE), public_key)
 
     @classmethod
-    def parse(cls, vkey: str) -> VerifierKey:
-        """Parse `name+hexkeyid+base64(0x01 || public key)` strictly; the key ID must match the key."""
-        return cls.from_public_key(*parse_vkey(vkey, ED25519))
+    def parse(cls, vkey: str) -> Self:
+        """Parse the vkey form strictly: this signature type, and a key ID that is the key's."""
+        parts = vkey.split("+", 2)
+        if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
+            raise AuditError("audit.bad_key", "a verifier key is name+keyid+key")
+        name, hex_id, encoded = parts
+        raw = unb64(encoded, "audit.bad_key")
+        if len(raw) != 33 or raw[0] != cls.TYPE:
+            raise AuditError("audit.bad_key", f"not an Ed25519 key of signature type 0x{cls.TYPE:02x}")
+        key = cls.from_public_key(name, raw[1:])
+        if key.key_id.hex() != hex_id:
+            raise AuditError("audit.bad_key", "the key ID does not match the key")
+        return key
 
     def encode(self) -> str:
-        """The `name+hexkeyid+base64(0x01 || public key)` form."""
-        return encode_vkey(self.name, self.public_key, ED25519)
+        """The vkey form."""
+        return f"{self.name}+{self.key_id.hex()}+{b64(bytes([self.TYPE]) + self.public_key)}"
+
+
+@dataclass(frozen=True)
+class VerifierKey(Vkey):
+    """An Ed25519 note verifier key (signature type 0x01)."""
 
     def verify(self, text: str, signature: bytes) -> bool:
         """Is `signature` this key's Ed25519 signature of the note text?"""
@@ -122,9 +140,9 @@ class Checkpoint:
         return text
 
 
-def key_id(name: str, public_key: bytes, kind: int = ED25519) -> bytes:
+def key_id(name: str, public_key: bytes, signature_type: int = ED25519) -> bytes:
     """The C2SP key ID: SHA-256(name || 0x0A || signature type || public key)[:4]."""
-    return hashlib.sha256(name.encode() + b"\n" + bytes([kind]) + public_key).digest()[:4]
+    return hashlib.sha256(name.encode() + b"\n" + bytes([signature_type]) + public_key).digest()[:4]
 
 
 def ed25519_public_key(public_key: bytes) -> bytes:
@@ -134,27 +152,6 @@ def ed25519_public_key(public_key: bytes) -> bytes:
     except ValueError:
         raise AuditError("audit.bad_key", "not a 32-byte Ed25519 public key") from None
     return public_key
-
-
-def parse_vkey(vkey: str, kind: int) -> tuple[str, bytes]:
-    """Name and public key of a C2SP vkey `name+hexkeyid+base64(kind || Ed25519 public key)`, read strictly:
-    the signature type must be `kind` and the key ID must be the key's."""
-    parts = vkey.split("+", 2)
-    if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
-        raise AuditError("audit.bad_key", "a verifier key is name+keyid+key")
-    name, hex_id, encoded = parts
-    check_key_name(name, "audit.bad_key")
-    raw = unb64(encoded, "audit.bad_key")
-    if len(raw) != 33 or raw[0] != kind:
-        raise AuditError("audit.bad_key", f"not an Ed25519 key of signature type 0x{kind:02x}")
-    public_key = ed25519_public_key(raw[1:])
-    if key_id(name, public_key, kind).hex() != hex_id:
-        raise AuditError("audit.bad_key", "the key ID does not match the key")
-    return name, public_key
-
-
-def encode_vkey(name: str, public_key: bytes, kind: int) -> str:
-    return f"{name}+{key_id(name, public_key, kind).hex()}+{b64(bytes([kind]) + public_key)}"
 
 
 def parse_note(message: str | bytes) -> Note:

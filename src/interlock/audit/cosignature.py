@@ -10,21 +10,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from interlock.audit.checkpoint import (
-    Note,
-    Signature,
-    check_key_name,
-    ed25519_public_key,
-    encode_vkey,
-    key_id,
-    parse_note,
-    parse_vkey,
-)
+from interlock.audit.checkpoint import Note, Signature, Vkey, check_key_name, parse_note
 from interlock.core.errors import AuditError
 
 COSIGNATURE_V1 = 0x04
@@ -40,25 +32,10 @@ def cosigned_message(text: str, timestamp: int) -> bytes:
 
 
 @dataclass(frozen=True)
-class CosignerKey:
+class CosignerKey(Vkey):
     """A witness's public key for v1 cosignatures, under its name (a C2SP vkey of signature type 0x04)."""
 
-    name: str
-    key_id: bytes
-    public_key: bytes
-
-    @classmethod
-    def from_public_key(cls, name: str, public_key: bytes) -> CosignerKey:
-        check_key_name(name, "audit.bad_key")
-        return cls(name, key_id(name, ed25519_public_key(public_key), COSIGNATURE_V1), public_key)
-
-    @classmethod
-    def parse(cls, vkey: str) -> CosignerKey:
-        """Parse `name+hexkeyid+base64(0x04 || public key)` strictly; the key ID must match the key."""
-        return cls.from_public_key(*parse_vkey(vkey, COSIGNATURE_V1))
-
-    def encode(self) -> str:
-        return encode_vkey(self.name, self.public_key, COSIGNATURE_V1)
+    TYPE: ClassVar[int] = COSIGNATURE_V1
 
     def timestamp(self, text: str, signature: Signature) -> int:
         """The time of this key's valid cosignature on a note text; `audit.bad_cosignature` otherwise."""
