@@ -18,7 +18,7 @@ from interlock.keys import KeyRing
 from interlock.ledger import Ledger
 from interlock.store import postgres_audit
 from interlock.store import sqlite as sqlite_store
-from interlock.store.base import Store
+from interlock.store.base import CheckpointRecord, Store
 from interlock.store.postgres import PostgresStore
 
 from .test_store_contract import T0, event
@@ -188,26 +188,28 @@ def test_sqlite_completes_a_long_backlog_in_bounded_write_transactions(tmp_path:
         store.close()
 
 
+def two_checkpoints(store: Store) -> tuple[Ledger, CheckpointRecord, CheckpointRecord]:
+    """A ledger on `store` and the checkpoints it signs at one entry and at two."""
+    ledger = Ledger(store, KeyRing.generate(), lambda: T0)
+    signed = []
+    for _ in range(2):
+        store.append_audit([event("test.entry", None)])
+        signed.append(ledger.checkpoint())
+    first, second = signed
+    assert first is not None and second is not None
+    return ledger, first, second
+
+
 def test_one_checkpoint_is_read_by_its_size_or_as_the_newest(any_store: Store) -> None:
     assert any_store.checkpoint() is None and any_store.checkpoint(1) is None
-    ledger = Ledger(any_store, KeyRing.generate(), lambda: T0)
-    any_store.append_audit([event("test.entry", None)])
-    first = ledger.checkpoint()
-    any_store.append_audit([event("test.entry", None)])
-    second = ledger.checkpoint()
-    assert first is not None and second is not None
+    ledger, first, second = two_checkpoints(any_store)
     assert any_store.checkpoint() == second == ledger.latest()
     assert any_store.checkpoint(1) == first
     assert any_store.checkpoint(3) is None
 
 
 def test_a_checkpoints_note_changes_only_as_its_change_says_and_alone(any_store: Store) -> None:
-    ledger = Ledger(any_store, KeyRing.generate(), lambda: T0)
-    any_store.append_audit([event("test.entry", None)])
-    first = ledger.checkpoint()
-    any_store.append_audit([event("test.entry", None)])
-    second = ledger.checkpoint()
-    assert first is not None and second is not None
+    _, first, second = two_checkpoints(any_store)
     changed = any_store.change_checkpoint_note(1, lambda note: note + "\u2014 witness.example/w1 AAAAAA==\n")
     assert changed == dataclasses.replace(first, note=first.note + "\u2014 witness.example/w1 AAAAAA==\n")
     assert any_store.checkpoint(1) == changed and any_store.checkpoint(2) == second

@@ -5,7 +5,6 @@ Everything that knows the audit tables' layout lives here, so a change of layout
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,10 +12,10 @@ import psycopg
 
 from interlock.audit.log import AuditEntry, StoredEntry, seal
 from interlock.audit.merkle import BatchReader, Node
-from interlock.core.errors import AuditError, StoreError
+from interlock.core.errors import StoreError
 from interlock.store import tree
 from interlock.store.base import AuditEvent, CheckpointRecord, SignCheckpoint
-from interlock.store.rows import at_micros, rfc3339, to_micros
+from interlock.store.rows import changed_checkpoint, checkpoint_from_row, rfc3339, to_micros
 
 # Advisory lock keys are (namespace, key) pairs; the namespace keeps them apart from other applications' locks.
 LOCK_NAMESPACE = 0x494C4B00  # "ILK\0"
@@ -155,7 +154,7 @@ _SIGNED_NODES = ("SELECT found.* FROM audit_checkpoints LEFT JOIN ("
 
 def last_checkpoint(conn: psycopg.Connection[Any]) -> CheckpointRecord | None:
     row = conn.execute(_LAST_CHECKPOINT).fetchone()
-    return _checkpoint_from_row(row) if row else None
+    return checkpoint_from_row(row) if row else None
 
 
 def checkpoint(query: Query, size: int | None) -> CheckpointRecord | None:
@@ -164,7 +163,7 @@ def checkpoint(query: Query, size: int | None) -> CheckpointRecord | None:
         rows = query(_LAST_CHECKPOINT, ())
     else:
         rows = query("SELECT size, root, note, signed_at FROM audit_checkpoints WHERE size = %s", (size,))
-    return _checkpoint_from_row(rows[0]) if rows else None
+    return checkpoint_from_row(rows[0]) if rows else None
 
 
 _LAST_CHECKPOINT = "SELECT size, root, note, signed_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1"
@@ -172,18 +171,12 @@ _LAST_CHECKPOINT = "SELECT size, root, note, signed_at FROM audit_checkpoints OR
 
 def checkpoints(conn: psycopg.Connection[Any]) -> list[CheckpointRecord]:
     rows = conn.execute("SELECT size, root, note, signed_at FROM audit_checkpoints ORDER BY size").fetchall()
-    return [_checkpoint_from_row(row) for row in rows]
+    return [checkpoint_from_row(row) for row in rows]
 
 
 def change_checkpoint_note(conn: psycopg.Connection[Any], size: int, change: Callable[[str], str]) -> CheckpointRecord:
     row = conn.execute("SELECT size, root, note, signed_at FROM audit_checkpoints WHERE size = %s FOR UPDATE",
                        (size,)).fetchone()
-    if row is None:
-        raise AuditError("audit.out_of_range", f"no checkpoint was signed at {size} entries")
-    changed = dataclasses.replace(_checkpoint_from_row(row), note=change(row[2]))
+    changed = changed_checkpoint(row, size, change)
     conn.execute("UPDATE audit_checkpoints SET note = %s WHERE size = %s", (changed.note, size))
     return changed
-
-
-def _checkpoint_from_row(row: tuple[Any, ...]) -> CheckpointRecord:
-    return CheckpointRecord(int(row[0]), bytes(row[1]), row[2], at_micros(row[3]))

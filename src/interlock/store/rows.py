@@ -3,14 +3,17 @@ the order of the SQLite store's SELECTs)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from interlock.core.approval import Approval
-from interlock.store.base import CredentialRecord, GrantRecord, ReviewSignoff
+from interlock.core.errors import AuditError
+from interlock.store.base import CheckpointRecord, CredentialRecord, GrantRecord, ReviewSignoff
 
 # A parameter name a velocity sum may read (it ends up in a JSON path).
 PARAM_NAME = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
@@ -85,3 +88,16 @@ def credential_from_row(row: tuple[Any, ...]) -> CredentialRecord:
 
 def signoff_from_row(row: tuple[Any, ...]) -> ReviewSignoff:
     return ReviewSignoff(row[0], row[1], row[2], row[3], row[4], at_micros(row[5]))
+
+
+def checkpoint_from_row(row: tuple[Any, ...]) -> CheckpointRecord:
+    """A checkpoint from (size, root, note, signed_at)."""
+    return CheckpointRecord(int(row[0]), bytes(row[1]), row[2], at_micros(row[3]))
+
+
+def changed_checkpoint(row: tuple[Any, ...] | None, size: int, change: Callable[[str], str]) -> CheckpointRecord:
+    """The checkpoint read for `Store.change_checkpoint_note`, with its note changed; `audit.out_of_range` if none."""
+    if row is None:
+        raise AuditError("audit.out_of_range", f"no checkpoint was signed at {size} entries")
+    checkpoint = checkpoint_from_row(row)
+    return dataclasses.replace(checkpoint, note=change(checkpoint.note))

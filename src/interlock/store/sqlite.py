@@ -17,7 +17,7 @@ from interlock.audit.log import AuditEntry, StoredEntry, seal
 from interlock.audit.merkle import BatchReader, Node, NodeReader
 from interlock.core.action import ActionRequest
 from interlock.core.conditions import History
-from interlock.core.errors import ApprovalError, AuditError, AuthError, GrantError, StoreError
+from interlock.core.errors import ApprovalError, AuthError, GrantError, StoreError
 from interlock.store import tree
 from interlock.store.base import (
     AuditEvent,
@@ -37,7 +37,9 @@ from interlock.store.base import (
 from interlock.store.rows import (
     NOT_COUNTED,
     approval_from_row,
+    changed_checkpoint,
     check_param,
+    checkpoint_from_row,
     credential_from_row,
     from_micros,
     grant_from_row,
@@ -434,15 +436,13 @@ class SqliteStore:
 
     def checkpoints(self) -> list[CheckpointRecord]:
         rows = self._read("SELECT size, root, note, signed_at FROM audit_checkpoints ORDER BY size", ())
-        return [_checkpoint_from_row(row) for row in rows]
+        return [checkpoint_from_row(row) for row in rows]
 
     def change_checkpoint_note(self, size: int, change: Callable[[str], str]) -> CheckpointRecord:
         def work(db: sqlite3.Connection) -> CheckpointRecord:
             row = db.execute("SELECT size, root, note, signed_at FROM audit_checkpoints WHERE size = ?",
                              (size,)).fetchone()
-            if row is None:
-                raise AuditError("audit.out_of_range", f"no checkpoint was signed at {size} entries")
-            changed = dataclasses.replace(_checkpoint_from_row(row), note=change(row[2]))
+            changed = changed_checkpoint(row, size, change)
             db.execute("UPDATE audit_checkpoints SET note = ? WHERE size = ?", (changed.note, size))
             return changed
 
@@ -453,7 +453,7 @@ class SqliteStore:
             with self._connection() as db:
                 return _last_checkpoint(db)
         rows = self._read("SELECT size, root, note, signed_at FROM audit_checkpoints WHERE size = ?", (size,))
-        return _checkpoint_from_row(rows[0]) if rows else None
+        return checkpoint_from_row(rows[0]) if rows else None
 
     def read_tree(self, read: Callable[[NodeReader], T]) -> T:
         with self._snapshot() as db:
@@ -679,8 +679,4 @@ _SIGNED_NODES = ("SELECT found.* FROM audit_checkpoints LEFT JOIN ("
 
 def _last_checkpoint(db: sqlite3.Connection) -> CheckpointRecord | None:
     row = db.execute("SELECT size, root, note, signed_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1").fetchone()
-    return _checkpoint_from_row(row) if row else None
-
-
-def _checkpoint_from_row(row: tuple[Any, ...]) -> CheckpointRecord:
-    return CheckpointRecord(row[0], bytes(row[1]), row[2], from_micros(row[3]))  # type: ignore[arg-type]
+    return checkpoint_from_row(row) if row else None
