@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from interlock.core.errors import ApprovalError, StoreError
@@ -211,3 +212,20 @@ def test_another_program_holding_sqlites_write_lock_delays_the_loop_without_stop
     assert ticks == 20
     assert _rows(store) == ["written"]
     store.close()
+
+
+def test_a_cancelled_caller_still_hears_whether_its_queued_write_committed(store: SqliteStore) -> None:
+    """What a gated call relies on: a grant consumed while the call is being cancelled reaches the code that
+    records what became of it; the cancellation comes at the caller's next await."""
+    heard: list[str] = []
+
+    async def cancelled_while_writing() -> None:
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            heard.append(await store._writer.run_async(_insert("committed")))
+            await anyio.sleep(0)  # the cancellation arrives here
+            heard.append("not reached")
+
+    asyncio.run(cancelled_while_writing())
+    assert heard == ["committed"]
+    assert _rows(store) == ["committed"]

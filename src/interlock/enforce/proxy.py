@@ -190,6 +190,11 @@ class EnforcingProxy:
             await self._report(consumed, False, f"the upstream could not be reached or failed: {exc!r}")
             raise ProxyError("proxy.upstream_failed", _spent("the upstream could not be reached or failed", consumed),
                              **_ids(consumed)) from None
+        except BaseException:
+            # Cancelled (the proxy stops) or failed in an unforeseen way after the grant was consumed: on the record.
+            with anyio.CancelScope(shield=True):
+                await self._report(consumed, False, "stopped before the upstream answered: outcome unknown")
+            raise
         succeeded = answer.status < 400
         detail = "" if succeeded else f"the upstream answered {answer.status}"
 
@@ -232,7 +237,6 @@ class EnforcingProxy:
     async def _report(self, consumed: Consumption | None, succeeded: bool, detail: str) -> None:
         if consumed is not None:
             await anyio.to_thread.run_sync(report_result, self.executor, consumed, succeeded, detail)
-
 
 
 def _query(raw: str) -> dict[str, str]:

@@ -31,6 +31,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import anyio
+
 from interlock.core.errors import StoreError
 
 T = TypeVar("T")
@@ -119,7 +121,11 @@ class GroupCommitWriter:
         self._async_queue.append((write, done))
         if self._async_leader is None or self._async_leader.done():
             self._async_leader = loop.create_task(self._lead_async())
-        return await done  # a caller that gives up leaves its write in the batch, which commits it all the same
+        # A write once queued is committed (or fails) with its batch even if its caller is cancelled meanwhile:
+        # the caller waits, shielded, to hear which, and sees the cancellation at its next await. Otherwise a
+        # grant could be consumed with nobody left to run the call or report it.
+        with anyio.CancelScope(shield=True):
+            return await done
 
     async def _lead_async(self) -> None:
         while self._async_queue:
