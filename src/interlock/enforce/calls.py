@@ -108,8 +108,9 @@ class CallGate:
     def __init__(self, requester: GateLike, executor: GateLike | None = None) -> None:
         self.requester = requester
         self.executor = executor or requester
-        # A gate that asks and executes here, and can do both in one transaction (Gate.take_async).
-        self._takes_at_once = self.executor is requester and isinstance(requester, TakesAtOnce)
+        # A gate that asks and executes here, and can do both in one transaction: its Gate.take_async.
+        self._take_at_once = (requester.take_async if self.executor is requester and isinstance(requester, TakesAtOnce)
+                              else None)
         # action digest -> id of the request that waits for (or got) approval: a retry of the same call finds it.
         self.pending: dict[str, str] = {}
         self._mutex = threading.Lock()  # guards the tables below, touched from worker threads too
@@ -162,8 +163,9 @@ class CallGate:
 
     def consume(self, call: Call, ruling: Ruling) -> Consumption:
         """Consume the grant of a `run` ruling for exactly this call; either way its request is spent here."""
+        grant = self._grant_of(ruling)  # no grant to spend: the call's request stays remembered
         with self._spending(call):
-            return self.executor.consume(self._grant_of(ruling), call.executor, call.spec)
+            return self.executor.consume(grant, call.executor, call.spec)
 
     def take(self, call: Call) -> tuple[Ruling, Consumption | None]:
         """`decide`, then `consume` the grant of a `run` ruling: the blocking steps before a call may run, in one
@@ -182,15 +184,15 @@ class CallGate:
         return self._found(call, request_id, await anyio.to_thread.run_sync(self.requester.status, request_id))
 
     async def consume_async(self, call: Call, ruling: Ruling) -> Consumption:
+        grant = self._grant_of(ruling)
         with self._spending(call):
-            return await self.executor.consume_async(self._grant_of(ruling), call.executor, call.spec)
+            return await self.executor.consume_async(grant, call.executor, call.spec)
 
     async def take_async(self, call: Call) -> tuple[Ruling, Consumption | None]:
         """`decide_async`, then `consume_async` of a `run` ruling. A new call to a gate that both asks and
         executes here, and can (`TakesAtOnce`), is decided and consumed in one transaction: one commit."""
-        if self._takes_at_once and self._pending_request(call) is None:
-            assert isinstance(self.requester, TakesAtOnce)  # for the type checker: _takes_at_once says so
-            state, consumed = await self.requester.take_async(call.request, call.executor)
+        if self._take_at_once is not None and self._pending_request(call) is None:
+            state, consumed = await self._take_at_once(call.request, call.executor)
             return (Ruling("run", state), consumed) if consumed is not None else (self._submitted(call, state), None)
         ruling = await self.decide_async(call)
         return ruling, await self.consume_async(call, ruling) if ruling.kind == "run" else None
