@@ -119,9 +119,8 @@ class Gate:
             return state, None
         if new.grant.consumed_at is None:  # issued to another executor: refused, and on the record, by consume
             return state, await self.consume_async(new.grant.token, executor, submission.request.spec())
-        self.notifier.changed(state.request_id)
-        return state, Consumption(new.grant.jti, state.request_id, executor, submission.request.action,
-                                  submission.digest)
+        return state, self._consumption(new.grant.jti, state.request_id, executor, submission.request.action,
+                                        submission.digest)
 
     def _submission(
         self, document: ActionRequest | dict[str, Any] | bytes | str, consume_as: str | None = None
@@ -155,8 +154,7 @@ class Gate:
                                   digest=digest, decision=decision.to_json(), **_issued(grant))]
             if grant is not None and grant.executor == consume_as:
                 grant = dataclasses.replace(grant, consumed_at=now)
-                events.append(self._event("grant.consumed", request_id, now, jti=grant.jti, executor=consume_as,
-                                          digest=digest, policy_version=decision.policy_version))
+                events.append(_consumed_event(request_id, now, grant.jti, consume_as, digest, decision.policy_version))
             return NewRequest(status, decision.to_json(), expires_at, events, grant)
 
         return _Submission(request_id, request, digest, now, record)
@@ -407,8 +405,8 @@ class Gate:
             if record.policy_version != policy.version:
                 # INVARIANT 7: a grant issued under another policy version is re-decided under this one.
                 self._recheck_policy(policy, record, *load(), now)
-            return [self._event("grant.consumed", record.request_id, now, jti=details.jti, executor=attempt.executor,
-                                digest=details.digest, policy_version=policy.version)]
+            return [_consumed_event(record.request_id, now, details.jti, attempt.executor, details.digest,
+                                    policy.version)]
 
         return details.jti, recheck, now
 
@@ -419,8 +417,13 @@ class Gate:
     def _consumed(self, attempt: _Consume) -> Consumption:
         details = attempt.details
         assert details is not None  # set by _checked before the store was asked
-        self.notifier.changed(details.request_id)
-        return Consumption(details.jti, details.request_id, attempt.executor, attempt.spec.action, details.digest)
+        return self._consumption(details.jti, details.request_id, attempt.executor, attempt.spec.action,
+                                 details.digest)
+
+    def _consumption(self, jti: str, request_id: str, executor: str, action: str, digest: str) -> Consumption:
+        """A committed consume, told to whoever waits on its request."""
+        self.notifier.changed(request_id)
+        return Consumption(jti, request_id, executor, action, digest)
 
     def report(self, jti: str, succeeded: bool, detail: str = "", *, executor: str | None = None) -> GrantRecord:
         """Record the execution result of a consumed grant (only by `executor`, when it is given)."""
@@ -591,6 +594,13 @@ class _Submission:
     @property
     def store_args(self) -> tuple[str, ActionRequest, str, datetime.datetime, Callable[[History], NewRequest]]:
         return self.request_id, self.request, self.digest, self.now, self.record
+
+
+def _consumed_event(request_id: str, at: datetime.datetime, jti: str, executor: str, digest: str,
+                    policy_version: str) -> AuditEvent:
+    """The audit entry of a consumed grant, consumed on its own or taken at once with its decision."""
+    return AuditEvent("grant.consumed", request_id,
+                      {"jti": jti, "executor": executor, "digest": digest, "policy_version": policy_version}, at)
 
 
 def _issued(grant: GrantRecord | None) -> dict[str, Any]:
