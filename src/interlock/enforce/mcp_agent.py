@@ -19,10 +19,10 @@ from mcp import types
 from mcp.shared.version import SUPPORTED_PROTOCOL_VERSIONS
 from pydantic import BaseModel, ValidationError
 
-from interlock.enforce.mcp_gateway import GatewayConfig, GatewayError, McpGateway, screen_message
+from interlock.enforce.mcp_gateway import GatewayConfig, GatewayError, McpGateway, screen_message, too_large_reply
 from interlock.version import installed_version
 
-__all__ = ["AgentSession", "too_large_reply"]
+__all__ = ["AgentSession"]
 
 _log = logging.getLogger(__name__)
 Send = Callable[[bytes], Awaitable[None]]
@@ -34,13 +34,6 @@ class _Refused(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.error = types.ErrorData(code=code, message=message)
-
-
-def too_large_reply(max_bytes: int) -> dict[str, Any]:
-    """The answer to a line over `max_bytes`, which was not read: it has no id to name (JSON-RPC: null)."""
-    return {"jsonrpc": "2.0", "id": None, "error": {
-        "code": types.INVALID_REQUEST, "message": f"interlock: input.too_large: a message over {max_bytes} bytes was"
-        " not read", "data": {"code": "input.too_large"}}}
 
 
 class AgentSession:

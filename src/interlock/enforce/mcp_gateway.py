@@ -49,6 +49,7 @@ __all__ = [
     "read_config",
     "refusal",
     "screen_message",
+    "too_large_reply",
 ]
 
 _log = logging.getLogger(__name__)
@@ -455,6 +456,13 @@ class Screened:
 
     message: types.JSONRPCMessage | None = None
     reply: dict[str, Any] | None = None
+
+
+def too_large_reply(max_bytes: int) -> dict[str, Any]:
+    """The answer to a message over `max_bytes`, which was not read: it has no id to name (JSON-RPC: null)."""
+    reply = _refuse(None, RequestError("input.too_large", f"a message over {max_bytes} bytes was not read")).reply
+    assert reply is not None  # only a notification goes unanswered, and this is not known to be one
+    return reply
 
 
 def screen_message(raw: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Screened:

@@ -15,18 +15,21 @@ MAX_BODY_BYTES = strict_json.MAX_DOCUMENT_BYTES
 M = TypeVar("M", bound=BaseModel)
 
 
+def _too_large(limit: int) -> RequestError:
+    return RequestError("input.too_large", f"the body is over the {limit} byte limit")
+
+
 async def read_bytes(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The body, refused (`input.too_large`) before it is read in full once it passes `limit` bytes."""
-    too_large = RequestError("input.too_large", f"the body is over the {limit} byte limit")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
