@@ -55,6 +55,18 @@ def test_held_then_approved_runs_once_and_the_request_is_forgotten(gate: Gate) -
     assert ran == [3] and gate.status(held.state.request_id).result == "succeeded"
 
 
+def test_consuming_a_ruling_without_a_grant_spends_nothing_and_keeps_the_request(gate: Gate) -> None:
+    calls = CallGate(gate)
+    held = calls.decide(pay(500))
+    assert held.kind == "held"
+    for consume in (lambda: calls.consume(pay(500), held),
+                    lambda: anyio.run(calls.consume_async, pay(500), held)):
+        with pytest.raises(GrantError) as missing:
+            consume()
+        assert missing.value.code == "grant.missing"
+        assert calls.pending == {pay(500).digest: held.state.request_id}  # a retry after approval still finds it
+
+
 def test_allowed_and_denied_calls_are_not_remembered(gate: Gate) -> None:
     calls = CallGate(gate)
     assert isinstance(calls.run(pay(50), lambda: "paid"), Executed)
